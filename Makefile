@@ -1,0 +1,36 @@
+# Baton's two commands: `make demo` and `make test`. Both do all set-up they
+# need on a fresh machine (see scripts under .ci/ and deploy/).
+
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: demo test setup build fmt lint unit bench-core
+
+## Run the demo: build, then drive the scheduling core over 1,000 emulated GPUs.
+demo: build
+	$(CARGO) run --release -q -p baton-scheduler --bin baton -- bench core --gpus 1000 --models 100 --duration 1 --repeat 1
+
+## Run every check CI runs: formatting, lints, all tests.
+test: setup fmt lint unit
+
+setup:
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+build: setup
+	$(CARGO) build --release --workspace
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+## The core benchmark recorded in docs/benchmarks.md.
+bench-core: build
+	$(CARGO) run --release -q -p baton-scheduler --bin baton -- bench core --gpus 1000 --models 100
+	$(CARGO) run --release -q -p baton-scheduler --bin baton -- bench core --gpus 10000 --models 1000 --duration 0.5

@@ -1,0 +1,24 @@
+//! Baton's shared vocabulary: everything that crosses a process boundary or is read by more than
+//! one crate is defined here, once.
+//!
+//! - [`wire`] — the client protocol (MessagePack `InferRequest` / `InferReply`), specified for
+//!   other languages in `docs/protocol.md`.
+//! - [`subjects`] — every NATS subject name.
+//! - [`profile`] — the latency profile shared by scheduler, simulator, planner, worker and profiler.
+//! - [`settings`] — the settings tree (defaults, TOML file, `BATON_*` environment) and the
+//!   scheduling policy enums.
+//!
+//! The crate does no I/O beyond reading and writing the files it is asked to, and has no async
+//! runtime, so every other crate — including the sans-IO scheduling core — can depend on it.
+
+pub mod profile;
+pub mod settings;
+pub mod subjects;
+pub mod wire;
+
+pub use profile::{BatchLatency, Profile, ProfileError, DEFAULT_SPEC_MAX_BATCH};
+pub use settings::{
+    Condition, DropPolicy, GatewaySettings, GpuChoice, LogSettings, MetricsSettings, NatsSettings, ParseEnumError,
+    SchedulerSettings, SettingOrigin, Settings, SettingsError,
+};
+pub use wire::{decode, encode, DType, InferReply, InferRequest, RejectReason, Status, Tensor, Timings, WireError};

@@ -1,0 +1,1 @@
+//! Baton's integration tests live under `tests/`.

@@ -1,0 +1,535 @@
+//! The state machine that owns the queues, the candidates and the GPU pool.
+//!
+//! Every input (`on_arrival`, `on_batch_done`, `add_worker`,
+//! `remove_worker`, `handle_timeout`) re-forms the candidates it affects and
+//! may queue [`Action`]s; callers drain them with `poll_action` and ask
+//! `poll_timeout` when to call `handle_timeout` next.
+//!
+//! A model's candidate is in one of three states: none (empty queue), timed
+//! (waiting for its send time, in `timers`), or parked (its send time came
+//! and no GPU was free by its start, in `parked`, ordered by
+//! `invalid_after`). Parked candidates are retried, smallest `invalid_after`
+//! first, whenever a GPU frees (its predicted free time passes, a
+//! `BatchDone` arrives early, a worker joins) and re-formed when their
+//! `invalid_after` passes.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use baton_common::profile::Profile;
+use baton_common::settings::{Condition, DropPolicy, GpuChoice, SchedulerSettings};
+use baton_common::wire::RejectReason;
+
+use super::candidate::{form, Candidate, FormParams};
+use super::gpu_pool::{GpuPool, PoolError};
+use super::queue::{Entry, Queue};
+use super::rate::RateMeter;
+use super::target::{b_target, TargetParams};
+use super::window::Deltas;
+use super::{BatchId, LatencyTable, ModelId, RequestId, Time, WorkerId, MS, US};
+
+/// The core's knobs (DESIGN.md §4); see [`SchedulerSettings`] for their meaning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CoreConfig {
+    pub deltas: Deltas,
+    pub drop_policy: DropPolicy,
+    pub condition: Condition,
+    pub gpu_choice: GpuChoice,
+    pub rate_bucket: Time,
+    pub rate_window: Time,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self::from_settings(&SchedulerSettings::default())
+    }
+}
+
+impl CoreConfig {
+    pub fn from_settings(s: &SchedulerSettings) -> Self {
+        let us = |v: u64| v as Time * US;
+        Self {
+            deltas: Deltas {
+                ctrl: us(s.delta_ctrl_us),
+                data: us(s.delta_data_us),
+                resp: us(s.delta_resp_us),
+                epsilon: us(s.epsilon_us),
+            },
+            drop_policy: s.drop_policy,
+            condition: s.condition,
+            gpu_choice: s.gpu_choice,
+            rate_bucket: s.rate_bucket_ms as Time * MS,
+            rate_window: s.rate_window_ms as Time * MS,
+        }
+    }
+}
+
+/// A model as the core needs it.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub name: String,
+    pub latency: LatencyTable,
+    /// The model's SLO, used when a request brings none.
+    pub slo: Time,
+}
+
+impl ModelSpec {
+    pub fn from_profile(name: impl Into<String>, profile: &Profile, slo: Time) -> Self {
+        Self {
+            name: name.into(),
+            latency: LatencyTable::from_profile(profile),
+            slo,
+        }
+    }
+}
+
+/// A request's metadata: what the core sees of it (never its tensors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub id: RequestId,
+    pub model: ModelId,
+    /// The request's own SLO, if it brought one; else the model's.
+    pub slo: Option<Time>,
+}
+
+/// A batch to run: send the plan now; the batch can start at `exec_at` and
+/// should finish by `expected_finish`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPlan {
+    pub batch_id: BatchId,
+    pub worker: WorkerId,
+    pub model: ModelId,
+    /// Earliest deadline first.
+    pub requests: Vec<RequestId>,
+    /// The earliest deadline among `requests`.
+    pub deadline: Time,
+    pub sent_at: Time,
+    pub exec_at: Time,
+    pub expected_finish: Time,
+    /// Only under `fcfs`: the batch is known to miss `deadline`.
+    pub late: bool,
+}
+
+/// What the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Dispatch(BatchPlan),
+    Reject {
+        request: RequestId,
+        model: ModelId,
+        reason: RejectReason,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    #[error("model id {0} is not registered with the scheduler")]
+    UnknownModel(ModelId),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error("batch {0} is not in flight (already done, or its worker was removed)")]
+    UnknownBatch(BatchId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CandState {
+    None,
+    /// Waiting for its send time.
+    Timed(Time),
+    /// Waiting for a GPU; ranked by `invalid_after`, re-formed then unless
+    /// the batch is already late (fcfs), which nothing can change.
+    Parked {
+        invalid_after: Time,
+        expires: bool,
+    },
+}
+
+#[derive(Debug)]
+struct ModelState {
+    spec: ModelSpec,
+    queue: Queue,
+    rate: RateMeter,
+    b_target: u32,
+    cand: CandState,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    worker: WorkerId,
+    model: ModelId,
+    requests: Vec<Entry>,
+    expected_finish: Time,
+}
+
+/// Recomputes `B_target` from the model's current rate estimate.
+fn retarget(cfg: &CoreConfig, m: &mut ModelState) {
+    let p = TargetParams {
+        slo: m.spec.slo,
+        delta_ctrl: cfg.deltas.ctrl,
+        delta_data: cfg.deltas.data,
+        delta_resp: cfg.deltas.resp,
+    };
+    m.b_target = b_target(&m.spec.latency, &p, m.rate.rate());
+}
+
+/// The deferred batch scheduler. See the module docs.
+#[derive(Debug)]
+pub struct Scheduler {
+    cfg: CoreConfig,
+    models: Vec<ModelState>,
+    pool: GpuPool,
+    /// Batches in flight per worker, in dispatch order.
+    worker_batches: HashMap<WorkerId, VecDeque<BatchId>>,
+    inflight: HashMap<BatchId, InFlight>,
+    timers: BTreeSet<(Time, ModelId)>,
+    parked: BTreeSet<(Time, ModelId)>,
+    /// The parked candidates that are re-formed when `invalid_after` passes.
+    expiries: BTreeSet<(Time, ModelId)>,
+    /// Parked candidates were last retried for GPUs freeing up to here.
+    retried_until: Time,
+    actions: VecDeque<Action>,
+    next_batch: u64,
+}
+
+impl Scheduler {
+    pub fn new(cfg: CoreConfig) -> Self {
+        Self {
+            cfg,
+            models: Vec::new(),
+            pool: GpuPool::default(),
+            worker_batches: HashMap::new(),
+            inflight: HashMap::new(),
+            timers: BTreeSet::new(),
+            parked: BTreeSet::new(),
+            expiries: BTreeSet::new(),
+            retried_until: Time::MIN,
+            actions: VecDeque::new(),
+            next_batch: 0,
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// Registers a model; its id is its index.
+    pub fn add_model(&mut self, spec: ModelSpec) -> ModelId {
+        let id = ModelId(self.models.len() as u32);
+        let rate = RateMeter::new(self.cfg.rate_bucket, self.cfg.rate_window);
+        let mut m = ModelState {
+            spec,
+            queue: Queue::default(),
+            rate,
+            b_target: 1,
+            cand: CandState::None,
+        };
+        retarget(&self.cfg, &mut m);
+        self.models.push(m);
+        id
+    }
+
+    /// The id of the model called `name`.
+    pub fn model_id(&self, name: &str) -> Option<ModelId> {
+        self.models
+            .iter()
+            .position(|m| m.spec.name == name)
+            .map(|i| ModelId(i as u32))
+    }
+
+    pub fn model_spec(&self, m: ModelId) -> Option<&ModelSpec> {
+        self.models.get(m.0 as usize).map(|s| &s.spec)
+    }
+
+    pub fn num_models(&self) -> usize {
+        self.models.len()
+    }
+
+    /// Requests of `m` waiting to be dispatched.
+    pub fn queue_len(&self, m: ModelId) -> usize {
+        self.models.get(m.0 as usize).map_or(0, |s| s.queue.len())
+    }
+
+    /// The current target batch size of `m`.
+    pub fn b_target(&self, m: ModelId) -> Option<u32> {
+        self.models.get(m.0 as usize).map(|s| s.b_target)
+    }
+
+    /// The measured arrival rate of `m`, if known.
+    pub fn rate(&self, m: ModelId) -> Option<f64> {
+        self.models.get(m.0 as usize).and_then(|s| s.rate.rate())
+    }
+
+    pub fn num_workers(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Workers in join order with their predicted free times.
+    pub fn workers(&self) -> Vec<(WorkerId, Time)> {
+        self.pool.workers()
+    }
+
+    pub fn inflight_batches(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// A request arrives at `now`.
+    pub fn on_arrival(&mut self, a: Arrival, now: Time) {
+        let Some(state) = self.models.get_mut(a.model.0 as usize) else {
+            self.actions.push_back(Action::Reject {
+                request: a.id,
+                model: a.model,
+                reason: RejectReason::UnknownModel,
+            });
+            return;
+        };
+        let slo = a.slo.unwrap_or(state.spec.slo);
+        let deadline = now + slo - self.cfg.deltas.resp;
+        state.queue.push(Entry { deadline, id: a.id });
+        if state.rate.hit(now) {
+            retarget(&self.cfg, state);
+        }
+        self.update(a.model, now);
+    }
+
+    /// Adds a worker serving `models`, free from `now`.
+    pub fn add_worker(&mut self, w: WorkerId, models: &[ModelId], now: Time) -> Result<(), CoreError> {
+        if let Some(&m) = models.iter().find(|m| m.0 as usize >= self.models.len()) {
+            return Err(CoreError::UnknownModel(m));
+        }
+        self.pool.add(w, models.to_vec(), now)?;
+        self.worker_batches.insert(w, VecDeque::new());
+        self.retry_parked(now);
+        Ok(())
+    }
+
+    /// Removes a worker (it left, or was declared dead). Its in-flight
+    /// requests come back: re-queued if they can still make their deadline
+    /// at batch size one, else rejected `worker_lost`.
+    pub fn remove_worker(&mut self, w: WorkerId, now: Time) -> Result<(), CoreError> {
+        self.pool.remove(w)?;
+        let batches = self.worker_batches.remove(&w).unwrap_or_default();
+        let mut touched = Vec::new();
+        for b in batches {
+            let Some(fl) = self.inflight.remove(&b) else { continue };
+            let m = &mut self.models[fl.model.0 as usize];
+            let soonest = now + self.cfg.deltas.lead(1) + m.spec.latency.get(1);
+            for e in fl.requests {
+                if e.deadline >= soonest {
+                    m.queue.push(e);
+                } else {
+                    self.actions.push_back(Action::Reject {
+                        request: e.id,
+                        model: fl.model,
+                        reason: RejectReason::WorkerLost,
+                    });
+                }
+            }
+            touched.push(fl.model);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for m in touched {
+            self.update(m, now);
+        }
+        // Parked candidates may have just lost their last possible worker.
+        self.retry_parked(now);
+        Ok(())
+    }
+
+    /// A worker reports that a batch finished at `now`; its GPU's predicted
+    /// free time is corrected from the prediction to what happened.
+    pub fn on_batch_done(&mut self, batch: BatchId, now: Time) -> Result<(), CoreError> {
+        let fl = self.inflight.remove(&batch).ok_or(CoreError::UnknownBatch(batch))?;
+        let queue = self.worker_batches.get_mut(&fl.worker);
+        if let Some(q) = queue {
+            if let Some(pos) = q.iter().position(|&b| b == batch) {
+                q.remove(pos);
+            }
+            let free = if q.is_empty() {
+                now
+            } else {
+                // Later batches shift by this one's error.
+                let f = self.pool.free_at(fl.worker).unwrap_or(now);
+                (f + (now - fl.expected_finish)).max(now)
+            };
+            self.pool.set_free_at(fl.worker, free);
+        }
+        self.retry_parked(now);
+        Ok(())
+    }
+
+    /// When the core next needs `handle_timeout`, if ever.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let mut t = self.timers.first().map(|&(t, _)| t);
+        if !self.parked.is_empty() {
+            if let Some(&(inv, _)) = self.expiries.first() {
+                t = Some(t.map_or(inv, |t| t.min(inv)));
+            }
+            if let Some(f) = self.pool.next_free_after(self.retried_until) {
+                t = Some(t.map_or(f, |t| t.min(f)));
+            }
+        }
+        t
+    }
+
+    /// Runs everything due at or before `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        while let Some(&(t, m)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.update(m, now);
+        }
+        while let Some(&(inv, m)) = self.expiries.first() {
+            if inv > now {
+                break;
+            }
+            self.update(m, now);
+        }
+        if !self.parked.is_empty() && self.pool.next_free_after(self.retried_until).is_some_and(|f| f <= now) {
+            self.retry_parked(now);
+        }
+    }
+
+    /// The next decision, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    fn retry_parked(&mut self, now: Time) {
+        self.retried_until = now;
+        if self.parked.is_empty() {
+            return;
+        }
+        let parked: Vec<ModelId> = self.parked.iter().map(|&(_, m)| m).collect();
+        for m in parked {
+            self.update(m, now);
+        }
+    }
+
+    /// Forms `m`'s candidate (rejections go to the action queue).
+    fn form(&mut self, m: ModelId, now: Time, gpu_free: Option<Time>) -> Option<Candidate> {
+        let state = &mut self.models[m.0 as usize];
+        if state.rate.advance(now) {
+            retarget(&self.cfg, state);
+        }
+        // fcfs keeps late requests for the GPU that will run them; with no
+        // worker serving the model there is none, so hopeless ones go.
+        let policy = match self.cfg.drop_policy {
+            DropPolicy::Fcfs if !self.pool.serves(m) => DropPolicy::DropTimeout,
+            p => p,
+        };
+        let params = FormParams {
+            lat: &state.spec.latency,
+            deltas: &self.cfg.deltas,
+            policy,
+            condition: self.cfg.condition,
+            b_target: state.b_target,
+        };
+        let actions = &mut self.actions;
+        form(&mut state.queue, &params, now, gpu_free, |e| {
+            actions.push_back(Action::Reject {
+                request: e.id,
+                model: m,
+                reason: RejectReason::DeadlineUnattainable,
+            })
+        })
+    }
+
+    fn set_state(&mut self, m: ModelId, new: CandState) {
+        let state = &mut self.models[m.0 as usize];
+        if state.cand == new {
+            return;
+        }
+        match state.cand {
+            CandState::None => {}
+            CandState::Timed(t) => {
+                self.timers.remove(&(t, m));
+            }
+            CandState::Parked { invalid_after, expires } => {
+                self.parked.remove(&(invalid_after, m));
+                if expires {
+                    self.expiries.remove(&(invalid_after, m));
+                }
+            }
+        }
+        match new {
+            CandState::None => {}
+            CandState::Timed(t) => {
+                self.timers.insert((t, m));
+            }
+            CandState::Parked { invalid_after, expires } => {
+                self.parked.insert((invalid_after, m));
+                if expires {
+                    self.expiries.insert((invalid_after, m));
+                }
+            }
+        }
+        state.cand = new;
+    }
+
+    /// Re-forms `m`'s candidate at `now` and acts on it: wait for its send
+    /// time, dispatch it to a GPU free by its start, or park it. Repeats
+    /// after each dispatch, since what is left may be due too.
+    fn update(&mut self, m: ModelId, now: Time) {
+        loop {
+            let Some(c) = self.form(m, now, None) else {
+                self.set_state(m, CandState::None);
+                return;
+            };
+            let send_at = c.send_at(&self.cfg.deltas);
+            if send_at > now {
+                self.set_state(m, CandState::Timed(send_at));
+                return;
+            }
+            let Some(w) = self.pool.pick(m, c.window.exec_at, self.cfg.gpu_choice) else {
+                let parked = CandState::Parked {
+                    invalid_after: c.window.invalid_after,
+                    expires: !c.late,
+                };
+                self.set_state(m, parked);
+                return;
+            };
+            self.set_state(m, CandState::None);
+            self.dispatch(m, w, now);
+        }
+    }
+
+    /// Grants worker `w` to `m`: re-forms the batch for `w`'s free time and
+    /// emits the plan.
+    fn dispatch(&mut self, m: ModelId, w: WorkerId, now: Time) {
+        let g = self.pool.free_at(w).expect("picked from the pool");
+        let Some(c) = self.form(m, now, Some(g)) else { return };
+        let exec_at = (now + self.cfg.deltas.lead(c.b)).max(g);
+        let state = &mut self.models[m.0 as usize];
+        let expected_finish = exec_at + state.spec.latency.get(c.b);
+        let mut entries = Vec::with_capacity(c.b as usize);
+        for _ in 0..c.b {
+            entries.push(state.queue.pop_first().expect("candidate is a prefix of the queue"));
+        }
+        let batch_id = BatchId(self.next_batch);
+        self.next_batch += 1;
+        self.pool.set_free_at(w, expected_finish);
+        self.worker_batches.entry(w).or_default().push_back(batch_id);
+        let plan = BatchPlan {
+            batch_id,
+            worker: w,
+            model: m,
+            requests: entries.iter().map(|e| e.id).collect(),
+            deadline: c.deadline,
+            sent_at: now,
+            exec_at,
+            expected_finish,
+            late: c.late,
+        };
+        self.inflight.insert(
+            batch_id,
+            InFlight {
+                worker: w,
+                model: m,
+                requests: entries,
+                expected_finish,
+            },
+        );
+        self.actions.push_back(Action::Dispatch(plan));
+    }
+}

@@ -1,0 +1,5 @@
+//! Baton's scheduler crate: the sans-IO scheduling core ([`core`]) and the
+//! shells and tools built around it (the `baton` binary wires them).
+
+pub mod bench;
+pub mod core;
