@@ -139,16 +139,16 @@ impl Tensor {
         }
     }
 
-    /// Builds an `f32` tensor from values; errors if `values.len()` does not match the shape.
-    pub fn from_f32(shape: Vec<u64>, values: &[f32]) -> Result<Tensor, WireError> {
-        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let t = Tensor {
+    /// Builds an `f32` tensor from values (little-endian).
+    ///
+    /// The shape is taken as given and not checked against `values.len()` (so this never fails or
+    /// panics); call [`validate`](Self::validate) if the two may disagree.
+    pub fn from_f32(shape: Vec<u64>, values: &[f32]) -> Tensor {
+        Tensor {
             dtype: DType::F32,
             shape,
-            data,
-        };
-        t.validate()?;
-        Ok(t)
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
     }
 
     /// Reads an `f32` tensor's values; errors if the dtype is not `f32` or the size is wrong.
@@ -469,7 +469,7 @@ mod tests {
     fn doc_example() -> InferRequest {
         InferRequest {
             id: Some("r1".into()),
-            inputs: vec![Tensor::from_f32(vec![2], &[1.0, 2.0]).unwrap()],
+            inputs: vec![Tensor::from_f32(vec![2], &[1.0, 2.0])],
             slo_ms: Some(100.0),
             priority: None,
         }
@@ -506,7 +506,7 @@ mod tests {
         let req = InferRequest {
             id: None,
             inputs: vec![
-                Tensor::from_f32(vec![1, 3], &[0.5, -1.0, 3.25]).unwrap(),
+                Tensor::from_f32(vec![1, 3], &[0.5, -1.0, 3.25]),
                 Tensor {
                     dtype: DType::U8,
                     shape: vec![],
@@ -524,7 +524,7 @@ mod tests {
 
         let reply = InferReply::ok(
             "abc",
-            vec![Tensor::from_f32(vec![2], &[1.0, 2.0]).unwrap()],
+            vec![Tensor::from_f32(vec![2], &[1.0, 2.0])],
             Timings {
                 queued_us: 1500,
                 exec_us: 16024,
@@ -689,7 +689,7 @@ mod tests {
 
         let req = InferRequest {
             inputs: vec![
-                Tensor::from_f32(vec![1], &[1.0]).unwrap(),
+                Tensor::from_f32(vec![1], &[1.0]),
                 Tensor {
                     dtype: DType::I16,
                     shape: vec![3],
@@ -712,7 +712,14 @@ mod tests {
             assert!(matches!(req.validate(), Err(WireError::BadSlo(_))), "{slo}");
         }
 
-        assert!(Tensor::from_f32(vec![3], &[1.0]).is_err());
+        assert!(matches!(
+            Tensor::from_f32(vec![3], &[1.0]).validate(),
+            Err(WireError::TensorSizeMismatch {
+                expected: 12,
+                actual: 4,
+                ..
+            })
+        ));
         let t = Tensor {
             dtype: DType::I32,
             shape: vec![1],

@@ -13,7 +13,8 @@
 //! `BatchDone` arrives early, a worker joins) and re-formed when their
 //! `invalid_after` passes.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 
 use baton_common::profile::Profile;
 use baton_common::settings::{Condition, DropPolicy, GpuChoice, SchedulerSettings};
@@ -150,6 +151,8 @@ struct ModelState {
     rate: RateMeter,
     b_target: u32,
     cand: CandState,
+    /// Bumped whenever the candidate's timer changes; older heap entries are stale.
+    timer_gen: u64,
 }
 
 #[derive(Debug)]
@@ -180,7 +183,10 @@ pub struct Scheduler {
     /// Batches in flight per worker, in dispatch order.
     worker_batches: HashMap<WorkerId, VecDeque<BatchId>>,
     inflight: HashMap<BatchId, InFlight>,
-    timers: BTreeSet<(Time, ModelId)>,
+    /// Send times of timed candidates, a lazy heap: an entry is live while
+    /// its generation is its model's `timer_gen` (stale ones are skipped),
+    /// so a candidate whose send time moves costs one push, not a removal.
+    timers: BinaryHeap<Reverse<(Time, ModelId, u64)>>,
     parked: BTreeSet<(Time, ModelId)>,
     /// The parked candidates that are re-formed when `invalid_after` passes.
     expiries: BTreeSet<(Time, ModelId)>,
@@ -198,7 +204,7 @@ impl Scheduler {
             pool: GpuPool::default(),
             worker_batches: HashMap::new(),
             inflight: HashMap::new(),
-            timers: BTreeSet::new(),
+            timers: BinaryHeap::new(),
             parked: BTreeSet::new(),
             expiries: BTreeSet::new(),
             retried_until: Time::MIN,
@@ -221,6 +227,7 @@ impl Scheduler {
             rate,
             b_target: 1,
             cand: CandState::None,
+            timer_gen: 0,
         };
         retarget(&self.cfg, &mut m);
         self.models.push(m);
@@ -359,7 +366,8 @@ impl Scheduler {
 
     /// When the core next needs `handle_timeout`, if ever.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let mut t = self.timers.first().map(|&(t, _)| t);
+        // The heap's top is always live (see `purge_timers`).
+        let mut t = self.timers.peek().map(|&Reverse((t, _, _))| t);
         if !self.parked.is_empty() {
             if let Some(&(inv, _)) = self.expiries.first() {
                 t = Some(t.map_or(inv, |t| t.min(inv)));
@@ -373,11 +381,12 @@ impl Scheduler {
 
     /// Runs everything due at or before `now`.
     pub fn handle_timeout(&mut self, now: Time) {
-        while let Some(&(t, m)) = self.timers.first() {
+        while let Some(&Reverse((t, m, _))) = self.timers.peek() {
             if t > now {
                 break;
             }
             self.update(m, now);
+            self.purge_timers();
         }
         while let Some(&(inv, m)) = self.expiries.first() {
             if inv > now {
@@ -442,9 +451,7 @@ impl Scheduler {
         }
         match state.cand {
             CandState::None => {}
-            CandState::Timed(t) => {
-                self.timers.remove(&(t, m));
-            }
+            CandState::Timed(_) => {}
             CandState::Parked { invalid_after, expires } => {
                 self.parked.remove(&(invalid_after, m));
                 if expires {
@@ -455,7 +462,8 @@ impl Scheduler {
         match new {
             CandState::None => {}
             CandState::Timed(t) => {
-                self.timers.insert((t, m));
+                state.timer_gen += 1;
+                self.timers.push(Reverse((t, m, state.timer_gen)));
             }
             CandState::Parked { invalid_after, expires } => {
                 self.parked.insert((invalid_after, m));
@@ -464,7 +472,22 @@ impl Scheduler {
                 }
             }
         }
+        let was_timed = matches!(state.cand, CandState::Timed(_));
         state.cand = new;
+        if was_timed {
+            self.purge_timers();
+        }
+    }
+
+    /// Pops stale entries off the top of the timer heap, so its top is live.
+    fn purge_timers(&mut self) {
+        while let Some(&Reverse((t, m, gen))) = self.timers.peek() {
+            let s = &self.models[m.0 as usize];
+            if s.timer_gen == gen && s.cand == CandState::Timed(t) {
+                break;
+            }
+            self.timers.pop();
+        }
     }
 
     /// Re-forms `m`'s candidate at `now` and acts on it: wait for its send
