@@ -89,11 +89,12 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn config(c: &Case) -> CoreConfig {
-    let mut cfg = CoreConfig::default();
-    cfg.drop_policy = c.policy;
-    cfg.condition = c.condition;
-    cfg.gpu_choice = c.choice;
-    cfg
+    CoreConfig {
+        drop_policy: c.policy,
+        condition: c.condition,
+        gpu_choice: c.choice,
+        ..CoreConfig::default()
+    }
 }
 
 fn latency(m: &Model) -> LatencyTable {

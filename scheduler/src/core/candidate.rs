@@ -8,8 +8,9 @@
 //! 3. Drop policy. `window_drop`: prefix requests with `d < finish(b*)` are
 //!    rejected; `drop_timeout`: only requests hopeless even at `b = 1`;
 //!    `fcfs`: none.
-//! 4–5. The batch is the earliest-deadline requests that remain; `D` is the
-//!    earliest of them; "free lunch" grows it while `finish(b+1) ≤ D`.
+//! 4. The batch is the earliest-deadline requests that remain; `D` is the
+//!    earliest of them.
+//! 5. "Free lunch" grows it while `finish(b+1) ≤ D`.
 //!
 //! Two consequences keep this cheap. First, the batch is always a prefix of
 //! the queue, so a candidate is just `(b, D)` and nothing is copied until a
@@ -241,7 +242,7 @@ mod tests {
 
     #[test]
     fn fcfs_never_drops_and_flags_late() {
-        let mut q = queue(&[1 * MS, 60 * MS, 60 * MS]);
+        let mut q = queue(&[MS, 60 * MS, 60 * MS]);
         let (c, dropped) = run(&mut q, DropPolicy::Fcfs, 2, 0);
         assert!(dropped.is_empty());
         let c = c.unwrap();

@@ -14,57 +14,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use baton_common::settings::GpuChoice;
 
+use super::min_tree::{MinTree, EMPTY};
 use super::{ModelId, Time, WorkerId};
-
-const EMPTY: Time = Time::MAX;
-
-/// A min segment tree over slots, with "leftmost slot ≤ x" queries.
-#[derive(Debug, Clone, Default)]
-struct MinTree {
-    /// Number of leaves (a power of two).
-    cap: usize,
-    t: Vec<Time>,
-}
-
-impl MinTree {
-    fn with_capacity(n: usize) -> Self {
-        let cap = n.next_power_of_two().max(1);
-        Self {
-            cap,
-            t: vec![EMPTY; 2 * cap],
-        }
-    }
-
-    fn set(&mut self, i: usize, v: Time) {
-        let mut k = i + self.cap;
-        self.t[k] = v;
-        while k > 1 {
-            k /= 2;
-            self.t[k] = self.t[2 * k].min(self.t[2 * k + 1]);
-        }
-    }
-
-    fn min(&self) -> Time {
-        self.t[1]
-    }
-
-    /// The leftmost slot whose value is ≤ x.
-    fn leftmost_le(&self, x: Time) -> Option<usize> {
-        if self.t[1] > x {
-            return None;
-        }
-        let mut k = 1;
-        while k < self.cap {
-            k = if self.t[2 * k] <= x { 2 * k } else { 2 * k + 1 };
-        }
-        Some(k - self.cap)
-    }
-
-    /// The slot holding the minimum (leftmost on ties).
-    fn argmin(&self) -> Option<usize> {
-        self.leftmost_le(self.t[1].min(EMPTY - 1))
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Group {
@@ -76,8 +27,8 @@ struct Group {
 
 impl Group {
     fn push(&mut self, w: WorkerId, free_at: Time) -> usize {
-        if self.slots.len() == self.tree.cap {
-            self.rebuild(self.tree.cap * 2, None);
+        if self.slots.len() == self.tree.capacity() {
+            self.rebuild(self.tree.capacity() * 2, None);
         }
         let slot = self.slots.len();
         self.slots.push(Some(w));
@@ -93,7 +44,7 @@ impl Group {
         let mut tree = MinTree::with_capacity(cap);
         match compact {
             None => {
-                for (i, &v) in old.t[old.cap..old.cap + self.slots.len()].iter().enumerate() {
+                for (i, &v) in old.leaves()[..self.slots.len()].iter().enumerate() {
                     tree.set(i, v);
                 }
             }

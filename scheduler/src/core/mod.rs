@@ -20,6 +20,7 @@
 pub mod candidate;
 pub mod gpu_pool;
 pub mod latency;
+pub mod min_tree;
 pub mod queue;
 pub mod rate;
 pub mod scheduler;

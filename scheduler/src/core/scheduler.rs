@@ -13,8 +13,7 @@
 //! `BatchDone` arrives early, a worker joins) and re-formed when their
 //! `invalid_after` passes.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use baton_common::profile::Profile;
 use baton_common::settings::{Condition, DropPolicy, GpuChoice, SchedulerSettings};
@@ -22,6 +21,7 @@ use baton_common::wire::RejectReason;
 
 use super::candidate::{form, Candidate, FormParams};
 use super::gpu_pool::{GpuPool, PoolError};
+use super::min_tree::{MinTree, EMPTY};
 use super::queue::{Entry, Queue};
 use super::rate::RateMeter;
 use super::target::{b_target, TargetParams};
@@ -151,8 +151,6 @@ struct ModelState {
     rate: RateMeter,
     b_target: u32,
     cand: CandState,
-    /// Bumped whenever the candidate's timer changes; older heap entries are stale.
-    timer_gen: u64,
 }
 
 #[derive(Debug)]
@@ -183,10 +181,9 @@ pub struct Scheduler {
     /// Batches in flight per worker, in dispatch order.
     worker_batches: HashMap<WorkerId, VecDeque<BatchId>>,
     inflight: HashMap<BatchId, InFlight>,
-    /// Send times of timed candidates, a lazy heap: an entry is live while
-    /// its generation is its model's `timer_gen` (stale ones are skipped),
-    /// so a candidate whose send time moves costs one push, not a removal.
-    timers: BinaryHeap<Reverse<(Time, ModelId, u64)>>,
+    /// Send times of timed candidates by model: a send time that moves on
+    /// every arrival costs one O(log models) update.
+    timers: MinTree,
     parked: BTreeSet<(Time, ModelId)>,
     /// The parked candidates that are re-formed when `invalid_after` passes.
     expiries: BTreeSet<(Time, ModelId)>,
@@ -204,7 +201,7 @@ impl Scheduler {
             pool: GpuPool::default(),
             worker_batches: HashMap::new(),
             inflight: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: MinTree::with_capacity(1),
             parked: BTreeSet::new(),
             expiries: BTreeSet::new(),
             retried_until: Time::MIN,
@@ -220,6 +217,7 @@ impl Scheduler {
     /// Registers a model; its id is its index.
     pub fn add_model(&mut self, spec: ModelSpec) -> ModelId {
         let id = ModelId(self.models.len() as u32);
+        self.timers.ensure(self.models.len() + 1);
         let rate = RateMeter::new(self.cfg.rate_bucket, self.cfg.rate_window);
         let mut m = ModelState {
             spec,
@@ -227,7 +225,6 @@ impl Scheduler {
             rate,
             b_target: 1,
             cand: CandState::None,
-            timer_gen: 0,
         };
         retarget(&self.cfg, &mut m);
         self.models.push(m);
@@ -366,8 +363,7 @@ impl Scheduler {
 
     /// When the core next needs `handle_timeout`, if ever.
     pub fn poll_timeout(&self) -> Option<Time> {
-        // The heap's top is always live (see `purge_timers`).
-        let mut t = self.timers.peek().map(|&Reverse((t, _, _))| t);
+        let mut t = Some(self.timers.min()).filter(|&t| t != EMPTY);
         if !self.parked.is_empty() {
             if let Some(&(inv, _)) = self.expiries.first() {
                 t = Some(t.map_or(inv, |t| t.min(inv)));
@@ -381,12 +377,8 @@ impl Scheduler {
 
     /// Runs everything due at or before `now`.
     pub fn handle_timeout(&mut self, now: Time) {
-        while let Some(&Reverse((t, m, _))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.update(m, now);
-            self.purge_timers();
+        while let Some(m) = self.timers.leftmost_le(now) {
+            self.update(ModelId(m as u32), now);
         }
         while let Some(&(inv, m)) = self.expiries.first() {
             if inv > now {
@@ -451,7 +443,7 @@ impl Scheduler {
         }
         match state.cand {
             CandState::None => {}
-            CandState::Timed(_) => {}
+            CandState::Timed(_) => self.timers.set(m.0 as usize, EMPTY),
             CandState::Parked { invalid_after, expires } => {
                 self.parked.remove(&(invalid_after, m));
                 if expires {
@@ -461,10 +453,7 @@ impl Scheduler {
         }
         match new {
             CandState::None => {}
-            CandState::Timed(t) => {
-                state.timer_gen += 1;
-                self.timers.push(Reverse((t, m, state.timer_gen)));
-            }
+            CandState::Timed(t) => self.timers.set(m.0 as usize, t),
             CandState::Parked { invalid_after, expires } => {
                 self.parked.insert((invalid_after, m));
                 if expires {
@@ -472,22 +461,7 @@ impl Scheduler {
                 }
             }
         }
-        let was_timed = matches!(state.cand, CandState::Timed(_));
         state.cand = new;
-        if was_timed {
-            self.purge_timers();
-        }
-    }
-
-    /// Pops stale entries off the top of the timer heap, so its top is live.
-    fn purge_timers(&mut self) {
-        while let Some(&Reverse((t, m, gen))) = self.timers.peek() {
-            let s = &self.models[m.0 as usize];
-            if s.timer_gen == gen && s.cand == CandState::Timed(t) {
-                break;
-            }
-            self.timers.pop();
-        }
     }
 
     /// Re-forms `m`'s candidate at `now` and acts on it: wait for its send
@@ -554,5 +528,206 @@ impl Scheduler {
             },
         );
         self.actions.push_back(Action::Dispatch(plan));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// L(b) = 1 ms + 1 ms·b up to 8; SLO 42 ms, so deadline = arrival + 40 ms
+    /// with the default δ_resp of 2 ms. δ_ctrl 100 µs, δ_data 50 µs, ε 100 µs.
+    fn core(workers: u64, choice: GpuChoice) -> (Scheduler, ModelId) {
+        let mut s = Scheduler::new(CoreConfig {
+            gpu_choice: choice,
+            ..CoreConfig::default()
+        });
+        let m = s.add_model(ModelSpec {
+            name: "m".into(),
+            latency: LatencyTable::from_fn(8, |b| MS + MS * Time::from(b)),
+            slo: 42 * MS,
+        });
+        for w in 0..workers {
+            s.add_worker(WorkerId(w), &[m], 0).unwrap();
+        }
+        (s, m)
+    }
+
+    fn arrive(s: &mut Scheduler, m: ModelId, id: u64, now: Time) {
+        s.on_arrival(
+            Arrival {
+                id: RequestId(id),
+                model: m,
+                slo: None,
+            },
+            now,
+        );
+    }
+
+    fn plans(s: &mut Scheduler) -> Vec<BatchPlan> {
+        let mut v = vec![];
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Dispatch(p) => v.push(p),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn one_request_waits_until_t_f() {
+        let (mut s, m) = core(1, GpuChoice::Consolidate);
+        arrive(&mut s, m, 1, 0);
+        // D = 40 ms; t_f = 40 − 0.1 − L(2) − 0.05 = 36.85 ms; sent 150 µs earlier.
+        assert_eq!(s.poll_timeout(), Some(36_700 * US));
+        assert!(plans(&mut s).is_empty());
+        s.handle_timeout(36_700 * US);
+        let p = plans(&mut s);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].requests, vec![RequestId(1)]);
+        assert_eq!(p[0].exec_at, 36_850 * US);
+        assert_eq!(p[0].expected_finish, 38_850 * US);
+        assert_eq!(p[0].worker, WorkerId(0));
+    }
+
+    #[test]
+    fn arrivals_grow_the_batch_and_bring_the_send_time_forward() {
+        let (mut s, m) = core(1, GpuChoice::Consolidate);
+        arrive(&mut s, m, 1, 0);
+        arrive(&mut s, m, 2, 10 * MS);
+        // b = 2: t_f = 40 − 0.1 − L(3) − 0.05 = 35.85 ms, sent at 35.65 ms.
+        assert_eq!(s.poll_timeout(), Some(35_650 * US));
+        s.handle_timeout(35_650 * US);
+        let p = plans(&mut s);
+        assert_eq!(p[0].requests, vec![RequestId(1), RequestId(2)]);
+    }
+
+    #[test]
+    fn consolidate_reuses_the_lowest_rank_and_earliest_spreads() {
+        for (choice, second) in [
+            (GpuChoice::Consolidate, WorkerId(0)),
+            (GpuChoice::Earliest, WorkerId(1)),
+        ] {
+            let (mut s, m) = core(3, choice);
+            arrive(&mut s, m, 1, 0);
+            s.handle_timeout(36_700 * US);
+            let first = plans(&mut s).remove(0);
+            assert_eq!(first.worker, WorkerId(0));
+            s.on_batch_done(first.batch_id, first.expected_finish).unwrap();
+            arrive(&mut s, m, 2, 50 * MS);
+            let t = s.poll_timeout().unwrap();
+            s.handle_timeout(t);
+            assert_eq!(plans(&mut s)[0].worker, second, "{choice:?}");
+        }
+    }
+
+    #[test]
+    fn lost_worker_requeues_what_can_still_make_it() {
+        let (mut s, m) = core(2, GpuChoice::Consolidate);
+        arrive(&mut s, m, 1, 0);
+        s.handle_timeout(36_700 * US);
+        let first = plans(&mut s).remove(0);
+        assert_eq!(first.worker, WorkerId(0));
+        // At 37 ms a batch of one can still finish by 40 ms (37.15 + 2).
+        s.remove_worker(WorkerId(0), 37 * MS).unwrap();
+        let again = plans(&mut s);
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            (again[0].worker, again[0].requests.clone()),
+            (WorkerId(1), vec![RequestId(1)])
+        );
+        assert_eq!(
+            s.on_batch_done(first.batch_id, 38 * MS),
+            Err(CoreError::UnknownBatch(first.batch_id))
+        );
+    }
+
+    #[test]
+    fn lost_worker_rejects_what_cannot() {
+        let (mut s, m) = core(2, GpuChoice::Consolidate);
+        arrive(&mut s, m, 1, 0);
+        s.handle_timeout(36_700 * US);
+        plans(&mut s);
+        s.remove_worker(WorkerId(0), 38_500 * US).unwrap();
+        assert_eq!(
+            s.poll_action(),
+            Some(Action::Reject {
+                request: RequestId(1),
+                model: m,
+                reason: RejectReason::WorkerLost
+            })
+        );
+        assert_eq!(s.poll_action(), None);
+    }
+
+    #[test]
+    fn a_late_batch_done_still_frees_the_gpu_in_time() {
+        let (mut s, m) = core(1, GpuChoice::Consolidate);
+        // Fill the GPU with 8 requests sent at once (max batch does not wait).
+        for i in 0..8 {
+            arrive(&mut s, m, i, 0);
+        }
+        let first = plans(&mut s).remove(0);
+        assert_eq!(first.requests.len(), 8);
+        // Busy until 0.5 + 9 = 9.5 ms. A request at 1 ms with deadline
+        // 41 ms wants to start by t_f = 41 − 0.1 − 3 − 0.05 = 37.85 ms: fine.
+        assert_eq!(first.expected_finish, 9_500 * US);
+        arrive(&mut s, m, 100, MS);
+        assert_eq!(s.poll_timeout(), Some(37_700 * US));
+        // The worker reports done late, at 20 ms: still free in time.
+        s.on_batch_done(first.batch_id, 20 * MS).unwrap();
+        s.handle_timeout(37_700 * US);
+        assert_eq!(plans(&mut s)[0].requests, vec![RequestId(100)]);
+    }
+
+    #[test]
+    fn busy_gpu_parks_the_candidate_until_it_frees() {
+        for early_done in [false, true] {
+            let (mut s, m) = core(1, GpuChoice::Consolidate);
+            for i in 0..16 {
+                arrive(&mut s, m, i, 0);
+            }
+            // The first 8 go at once; the next 8 are due too (max batch)
+            // but the only GPU is busy until 9.5 ms: parked.
+            let first = plans(&mut s).remove(0);
+            assert_eq!(first.requests.len(), 8);
+            assert_eq!(s.queue_len(m), 8);
+            assert_eq!(s.poll_timeout(), Some(9_500 * US));
+            let (now, g) = if early_done {
+                // Done early at 5 ms: the parked batch goes right away.
+                s.on_batch_done(first.batch_id, 5 * MS).unwrap();
+                (5 * MS, 5 * MS)
+            } else {
+                s.handle_timeout(9_500 * US);
+                (9_500 * US, 9_500 * US)
+            };
+            let second = plans(&mut s);
+            assert_eq!(second.len(), 1, "early_done = {early_done}");
+            assert_eq!(second[0].requests.len(), 8);
+            assert_eq!(second[0].sent_at, now);
+            assert_eq!(second[0].exec_at, (now + 500 * US).max(g));
+        }
+    }
+
+    #[test]
+    fn no_worker_rejects_when_hopeless() {
+        let (mut s, m) = core(0, GpuChoice::Consolidate);
+        arrive(&mut s, m, 1, 0);
+        let mut now = 0;
+        while let Some(t) = s.poll_timeout() {
+            now = t;
+            s.handle_timeout(t);
+        }
+        assert_eq!(
+            s.poll_action(),
+            Some(Action::Reject {
+                request: RequestId(1),
+                model: m,
+                reason: RejectReason::DeadlineUnattainable
+            })
+        );
+        // Rejected once it could no longer finish by its 40 ms deadline.
+        assert!(now > 37 * MS && now <= 40 * MS, "{now}");
     }
 }
