@@ -239,7 +239,7 @@ impl fmt::Display for Status {
 }
 
 /// Why a request was rejected. See the table in `docs/protocol.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// The request cannot finish before its deadline, even in the best batch.

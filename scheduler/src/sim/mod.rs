@@ -1,3 +1,85 @@
-//! The simulator.
+//! `baton sim`: Baton's scheduling core and the systems people would pick
+//! instead, side by side in virtual time on the same workloads, emulated
+//! GPUs and metrics.
+//!
+//! - [`workload`] reads Symphony's benchmark workload files and traces and
+//!   generates seeded arrivals;
+//! - [`policy`] is the interface every simulated scheduler implements
+//!   (Baton's core through [`policy::CorePolicy`]); [`baselines`] holds the
+//!   others;
+//! - [`engine`] runs one policy on one workload and accounts for every
+//!   request; [`metrics`] is what it reports;
+//! - [`sweep`] searches for max goodput and min GPUs.
 
+pub mod baselines;
+pub mod engine;
+pub mod metrics;
+pub mod policy;
+pub mod sweep;
 pub mod workload;
+
+use baton_common::settings::{Condition, GpuChoice};
+
+use engine::SimOptions;
+use metrics::RunMetrics;
+use policy::{CorePolicy, Policy, SimModel};
+use workload::Workload;
+
+/// Every policy `--policy` accepts.
+pub const POLICIES: &[&str] = &["symphony", "symphony-eager", "eager", "triton", "nexus", "shepherd"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("unknown policy `{0}`; known policies: {known}", known = POLICIES.join(", "))]
+    UnknownPolicy(String),
+    #[error("the workload has no GPUs; pass --gpus N")]
+    NoGpus,
+}
+
+/// Builds the named policy.
+pub fn make_policy(
+    name: &str,
+    opts: &SimOptions,
+    models: &[SimModel],
+    gpus: usize,
+) -> Result<Box<dyn Policy>, SimError> {
+    let cfg = opts.config;
+    Ok(match name {
+        "symphony" => Box::new(CorePolicy::new(
+            "symphony",
+            core_config(cfg, Condition::Deferred),
+            models,
+            gpus,
+        )),
+        "symphony-eager" => Box::new(CorePolicy::new(
+            "symphony-eager",
+            core_config(cfg, Condition::Eager),
+            models,
+            gpus,
+        )),
+        "eager" => Box::new(baselines::Eager::new(&cfg, models, gpus)),
+        "triton" => Box::new(baselines::Triton::new(&cfg, models, gpus)),
+        "nexus" => Box::new(baselines::Nexus::new(&cfg, models, gpus)),
+        "shepherd" => Box::new(baselines::Shepherd::new(&cfg, models, gpus)),
+        other => return Err(SimError::UnknownPolicy(other.to_string())),
+    })
+}
+
+fn core_config(mut cfg: crate::core::CoreConfig, condition: Condition) -> crate::core::CoreConfig {
+    cfg.condition = condition;
+    if cfg.gpu_choice != GpuChoice::Earliest {
+        cfg.gpu_choice = GpuChoice::Consolidate;
+    }
+    cfg
+}
+
+/// Runs the named policy on `w` with `opts`.
+pub fn run_named(w: &Workload, name: &str, policy: &str, opts: &SimOptions) -> Result<RunMetrics, SimError> {
+    let gpus = opts.gpus.unwrap_or(w.gpus);
+    if gpus == 0 {
+        return Err(SimError::NoGpus);
+    }
+    let models = engine::sim_models(w);
+    let mut p = make_policy(policy, opts, &models, gpus)?;
+    Ok(engine::run(w, name, p.as_mut(), opts))
+}
