@@ -218,9 +218,16 @@ fn sim_cmd(a: SimArgs) -> Result<()> {
         };
         let Some(r) = r else {
             if a.json {
-                println!("{}", serde_json::json!({"policy": p, "workload": name, "min_gpus": null}));
+                println!(
+                    "{}",
+                    serde_json::json!({"policy": p, "workload": name, "min_gpus": null})
+                );
             } else {
-                println!("{p}: bad rate stays above {} even with {} GPUs", a.bad_rate, gpus.max(1) * 8);
+                println!(
+                    "{p}: bad rate stays above {} even with {} GPUs",
+                    a.bad_rate,
+                    gpus.max(1) * 8
+                );
             }
             continue;
         };

@@ -214,17 +214,15 @@ pub fn run(w: &Workload, workload_name: &str, policy: &mut dyn Policy, opts: &Si
                         },
                     );
                 }
-                Action::Reject { request, reason, .. } => {
-                    match live.take(request) {
-                        Some((arrival, m)) => {
-                            let mw = model_windows[m.0 as usize];
-                            if arrival >= mw.0 && arrival < mw.1 {
-                                rec.rejected(reason);
-                            }
+                Action::Reject { request, reason, .. } => match live.take(request) {
+                    Some((arrival, m)) => {
+                        let mw = model_windows[m.0 as usize];
+                        if arrival >= mw.0 && arrival < mw.1 {
+                            rec.rejected(reason);
                         }
-                        None => rec.duplicates += 1,
                     }
-                }
+                    None => rec.duplicates += 1,
+                },
             }
         }
     }

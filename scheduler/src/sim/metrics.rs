@@ -100,7 +100,14 @@ impl Recorder {
         *self.dropped.entry(reason).or_default() += 1;
     }
 
-    pub fn finish(mut self, policy: &str, workload: &str, rate_multiplier: f64, sim_end: Time, wall: f64) -> RunMetrics {
+    pub fn finish(
+        mut self,
+        policy: &str,
+        workload: &str,
+        rate_multiplier: f64,
+        sim_end: Time,
+        wall: f64,
+    ) -> RunMetrics {
         let secs = (self.window.1 - self.window.0) as f64 * 1e-9;
         let gpus = self.used.len();
         let dropped: u64 = self.dropped.values().sum();
