@@ -4,13 +4,16 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use baton_scheduler::bench::{self, CoreBench};
 use baton_scheduler::sim::engine::{Jitter, SimOptions};
 use baton_scheduler::sim::metrics::RunMetrics;
-use baton_scheduler::sim::workload::Workload;
+use baton_scheduler::sim::plot::{self, Series};
+use baton_scheduler::sim::workload::{Trace, Workload};
 use baton_scheduler::sim::{self, sweep};
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Parser)]
 #[command(name = "baton", version, about = "Baton: deferred-batching DNN serving scheduler")]
@@ -68,6 +71,23 @@ struct SimArgs {
     /// Print one JSON object per policy run, one per line.
     #[arg(long)]
     json: bool,
+    /// Replay arrival times from this CSV (e.g. ../shared/traces/azure-llm-2023-conv.csv) instead of
+    /// the workload's arrival processes; the workload still gives models, SLOs and GPUs.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// The trace's timestamp column.
+    #[arg(long, default_value = "TIMESTAMP", requires = "trace")]
+    trace_column: String,
+    /// Compress trace time by this factor (2 = twice the rate).
+    #[arg(long, requires = "trace", conflicts_with = "trace_rate")]
+    time_scale: Option<f64>,
+    /// Scale trace time to reach this mean rate (req/s).
+    #[arg(long, requires = "trace")]
+    trace_rate: Option<f64>,
+    /// Sweep the rate (0.25× to 2× of the workload's) and write goodput and GPUs-needed
+    /// curves per policy to this SVG file.
+    #[arg(long, conflicts_with_all = ["max_goodput", "min_gpus"])]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,15 +210,41 @@ fn sim_cmd(a: SimArgs) -> Result<()> {
         jitter.straggler_prob = p;
         jitter.straggler_factor = Jitter::PRESET.straggler_factor;
     }
+    let trace = match &a.trace {
+        None => None,
+        Some(path) => {
+            let t = Trace::load_csv(path, &a.trace_column)?;
+            let t = match (a.time_scale, a.trace_rate) {
+                (Some(x), _) if x > 0.0 => t.scaled_by(1.0 / x),
+                (Some(x), _) => bail!("--time-scale must be positive (got {x})"),
+                (None, Some(r)) if r > 0.0 => t.scaled_to_rate(r),
+                (None, Some(r)) => bail!("--trace-rate must be positive (got {r})"),
+                (None, None) => t,
+            };
+            if !a.json {
+                eprintln!(
+                    "replaying {} arrivals from {} at a mean {:.0} req/s over {:.1} s",
+                    t.times_ns.len(),
+                    path.display(),
+                    t.mean_rate(),
+                    t.times_ns.last().copied().unwrap_or(0) as f64 * 1e-9
+                );
+            }
+            Some(Arc::new(t))
+        }
+    };
     let opts = SimOptions {
         gpus: a.gpus,
         seed: a.seed,
         jitter,
         rate_multiplier: a.rate,
+        trace,
         ..SimOptions::default()
     };
-    let w = if a.rate == 1.0 { w } else { w.scaled(a.rate) };
     let gpus = a.gpus.unwrap_or(w.gpus);
+    if let Some(path) = &a.plot {
+        return plot_cmd(&w, &name, &a.policies, &opts, a.bad_rate, gpus, path, a.json);
+    }
     for p in &a.policies {
         let quiet = a.json;
         let progress = |r: &RunMetrics| {
@@ -269,4 +315,69 @@ fn print_run(r: &RunMetrics) {
         r.sim_seconds,
         r.wall_seconds
     );
+}
+
+/// Rate multipliers the plot sweeps.
+const PLOT_RATES: [f64; 8] = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0];
+
+#[allow(clippy::too_many_arguments)]
+fn plot_cmd(
+    w: &Workload,
+    name: &str,
+    policies: &[String],
+    opts: &SimOptions,
+    bad_rate: f64,
+    gpus: usize,
+    path: &Path,
+    json: bool,
+) -> Result<()> {
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new((policies.len() * PLOT_RATES.len()) as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        b
+    };
+    let limit = gpus.max(1) * 8;
+    let mut series = Vec::new();
+    for p in policies {
+        let mut s = Series {
+            policy: p.clone(),
+            ..Series::default()
+        };
+        for k in PLOT_RATES {
+            bar.set_message(format!("{p} ×{k}"));
+            let o = SimOptions {
+                rate_multiplier: opts.rate_multiplier * k,
+                ..opts.clone()
+            };
+            let r = sim::run_named(w, name, p, &o)?;
+            let offered = r.offered_rps;
+            s.goodput.push((offered, r.goodput_rps));
+            let m = sweep::min_gpus(w, name, p, &o, bad_rate, limit, |_| {})?;
+            if let Some(m) = &m {
+                s.gpus.push((offered, m.gpus as f64));
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"policy": p, "rate_multiplier": o.rate_multiplier, "offered_rps": offered,
+                        "goodput_rps": r.goodput_rps, "bad_rate": r.bad_rate, "min_gpus": m.as_ref().map(|m| m.gpus)})
+                );
+            }
+            bar.inc(1);
+        }
+        series.push(s);
+    }
+    bar.finish_and_clear();
+    let title = format!("{name}: {gpus} GPUs for goodput; GPUs needed at bad rate ≤ {bad_rate}");
+    plot::write_svg(path, &title, &series).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    if !json {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }

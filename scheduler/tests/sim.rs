@@ -89,7 +89,7 @@ fn every_request_is_accounted_for_in_every_policy() {
         ("multi-model-64gpu.yaml", 1.2),
         ("symphony-example.yaml", 1.0),
     ] {
-        let w = shared(file).scaled(k);
+        let w = shared(file);
         for jitter in [Jitter::default(), Jitter::PRESET] {
             let opts = SimOptions {
                 jitter,

@@ -10,6 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -18,7 +19,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::metrics::{Recorder, RunMetrics};
 use super::policy::{Policy, SimModel};
-use super::workload::{self, Workload};
+use super::workload::{self, Trace, Workload};
 use crate::core::{Action, Arrival, BatchId, CoreConfig, LatencyTable, ModelId, RequestId, Time, WorkerId, MS};
 
 /// Emulated GPUs' deviation from the profile.
@@ -63,9 +64,16 @@ pub struct SimOptions {
     pub jitter: Jitter,
     /// Shared constants (δ's) and, for the core policies, the core's knobs.
     pub config: CoreConfig,
-    /// Multiplies every rate of the workload.
+    /// Multiplies every rate of the workload (or of the trace).
     pub rate_multiplier: f64,
+    /// Replay these arrival times (ns from 0) instead of the workload's
+    /// arrival processes, spread uniformly over its models. The first
+    /// [`TRACE_WARMUP`] of the trace is warm-up; the rest is measured.
+    pub trace: Option<Arc<Trace>>,
 }
+
+/// Share of a replayed trace that is warm-up (not measured).
+pub const TRACE_WARMUP: f64 = 0.1;
 
 impl Default for SimOptions {
     fn default() -> Self {
@@ -75,6 +83,7 @@ impl Default for SimOptions {
             jitter: Jitter::default(),
             config: CoreConfig::default(),
             rate_multiplier: 1.0,
+            trace: None,
         }
     }
 }
@@ -130,25 +139,46 @@ impl Live {
     }
 }
 
-/// Runs `policy` on `w` (already scaled by the caller if needed) to the end.
+/// Where arrivals come from, and each model's measured window.
+fn arrival_source(
+    w: &Workload,
+    opts: &SimOptions,
+    seed: u64,
+) -> (Box<dyn Iterator<Item = (Time, usize)>>, Vec<(Time, Time)>) {
+    match &opts.trace {
+        Some(trace) => {
+            let t = trace.scaled_by(1.0 / opts.rate_multiplier);
+            let end = t.times_ns.last().copied().unwrap_or(0) + 1;
+            let start = (end as f64 * TRACE_WARMUP) as Time;
+            let arrivals = workload::trace_arrivals(&t, w.models.len(), seed);
+            (Box::new(arrivals.into_iter()), vec![(start, end); w.models.len()])
+        }
+        None => {
+            let w = w.scaled(opts.rate_multiplier);
+            let windows = (0..w.models.len())
+                .map(|i| {
+                    let (s, e) = w.bench_window(i);
+                    ((s * 1e9) as Time, (e * 1e9) as Time)
+                })
+                .collect();
+            (Box::new(workload::arrivals(&w, seed)), windows)
+        }
+    }
+}
+
+/// Runs `policy` on `w`, with its rates multiplied by `opts.rate_multiplier`, to the end.
 pub fn run(w: &Workload, workload_name: &str, policy: &mut dyn Policy, opts: &SimOptions) -> RunMetrics {
     let gpus = opts.gpus.unwrap_or(w.gpus);
     let seed = opts.seed.unwrap_or(w.seed);
     let models = sim_models(w);
     let deltas = opts.config.deltas;
-    let window = (0..w.models.len()).fold((Time::MAX, Time::MIN), |(a, b), i| {
-        let (s, e) = w.bench_window(i);
-        (a.min((s * 1e9) as Time), b.max((e * 1e9) as Time))
-    });
-    let model_windows: Vec<(Time, Time)> = (0..w.models.len())
-        .map(|i| {
-            let (s, e) = w.bench_window(i);
-            ((s * 1e9) as Time, (e * 1e9) as Time)
-        })
-        .collect();
+    let (arrivals, model_windows) = arrival_source(w, opts, seed);
+    let window = model_windows
+        .iter()
+        .fold((Time::MAX, Time::MIN), |(a, b), &(s, e)| (a.min(s), b.max(e)));
     let mut rec = Recorder::new(window, gpus);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6a09_e667_f3bc_c908);
-    let mut arrivals = workload::arrivals(w, seed).peekable();
+    let mut arrivals = arrivals.peekable();
     let mut done: BinaryHeap<Reverse<(Time, BatchId)>> = BinaryHeap::new();
     let mut running: HashMap<BatchId, Running> = HashMap::new();
     let mut gpu_free: Vec<Time> = vec![Time::MIN; gpus];

@@ -27,6 +27,8 @@ pub struct RunMetrics {
     pub unanswered: u64,
     /// Answers for requests already answered (a policy bug; always 0).
     pub duplicates: u64,
+    /// Requests per second arriving in the bench window.
+    pub offered_rps: f64,
     pub goodput_rps: f64,
     pub bad_rate: f64,
     pub mean_batch: f64,
@@ -38,6 +40,8 @@ pub struct RunMetrics {
     pub gpu_busy_fraction: f64,
     pub gpus_used: usize,
     pub gpu_seconds: f64,
+    /// Length of the bench window.
+    pub bench_seconds: f64,
     pub sim_seconds: f64,
     pub wall_seconds: f64,
 }
@@ -136,6 +140,7 @@ impl Recorder {
             dropped_by_reason: self.dropped.iter().map(|(r, n)| (r.as_str().to_string(), *n)).collect(),
             unanswered: self.unanswered,
             duplicates: self.duplicates,
+            offered_rps: self.requests as f64 / secs,
             goodput_rps: self.good as f64 / secs,
             bad_rate: if self.requests == 0 {
                 0.0
@@ -151,6 +156,7 @@ impl Recorder {
             gpu_busy_fraction: self.busy_ns as f64 / (secs * 1e9 * gpus as f64),
             gpus_used: self.used.iter().filter(|&&u| u).count(),
             gpu_seconds: self.busy_ns as f64 * 1e-9,
+            bench_seconds: secs,
             sim_seconds: sim_end as f64 * 1e-9,
             wall_seconds: wall,
         }

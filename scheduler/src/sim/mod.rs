@@ -14,6 +14,7 @@
 pub mod baselines;
 pub mod engine;
 pub mod metrics;
+pub mod plot;
 pub mod policy;
 pub mod sweep;
 pub mod workload;
@@ -73,13 +74,22 @@ fn core_config(mut cfg: crate::core::CoreConfig, condition: Condition) -> crate:
     cfg
 }
 
-/// Runs the named policy on `w` with `opts`.
+/// Runs the named policy on `w` with `opts` (rates multiplied by
+/// `opts.rate_multiplier`).
 pub fn run_named(w: &Workload, name: &str, policy: &str, opts: &SimOptions) -> Result<RunMetrics, SimError> {
     let gpus = opts.gpus.unwrap_or(w.gpus);
     if gpus == 0 {
         return Err(SimError::NoGpus);
     }
-    let models = engine::sim_models(w);
+    // Static planners are told the rate they will see.
+    let scaled = w.scaled(opts.rate_multiplier);
+    let mut models = engine::sim_models(&scaled);
+    if let Some(t) = &opts.trace {
+        let rps = t.mean_rate() * opts.rate_multiplier / models.len().max(1) as f64;
+        for m in &mut models {
+            m.planned_rps = rps;
+        }
+    }
     let mut p = make_policy(policy, opts, &models, gpus)?;
     Ok(engine::run(w, name, p.as_mut(), opts))
 }

@@ -24,10 +24,10 @@ pub fn max_goodput(
 ) -> Result<RunMetrics, SimError> {
     let mut at = |k: f64| -> Result<RunMetrics, SimError> {
         let o = SimOptions {
-            rate_multiplier: k,
+            rate_multiplier: opts.rate_multiplier * k,
             ..opts.clone()
         };
-        let r = run_named(&w.scaled(k), name, policy, &o)?;
+        let r = run_named(w, name, policy, &o)?;
         progress(&r);
         Ok(r)
     };
