@@ -139,12 +139,11 @@ impl Live {
     }
 }
 
+/// Arrivals in time order: (time, model index).
+type ArrivalStream = Box<dyn Iterator<Item = (Time, usize)>>;
+
 /// Where arrivals come from, and each model's measured window.
-fn arrival_source(
-    w: &Workload,
-    opts: &SimOptions,
-    seed: u64,
-) -> (Box<dyn Iterator<Item = (Time, usize)>>, Vec<(Time, Time)>) {
+fn arrival_source(w: &Workload, opts: &SimOptions, seed: u64) -> (ArrivalStream, Vec<(Time, Time)>) {
     match &opts.trace {
         Some(trace) => {
             let t = trace.scaled_by(1.0 / opts.rate_multiplier);
