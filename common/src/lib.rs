@@ -11,9 +11,12 @@
 //! The crate does no I/O beyond reading and writing the files it is asked to, and has no async
 //! runtime, so every other crate — including the sans-IO scheduling core — can depend on it.
 
+pub mod control;
 pub mod profile;
 pub mod settings;
 pub mod subjects;
+#[doc(hidden)]
+pub mod testing;
 pub mod wire;
 
 pub use profile::{BatchLatency, Profile, ProfileError, DEFAULT_SPEC_MAX_BATCH};

@@ -57,6 +57,12 @@ pub fn worker_inputs(worker_id: impl std::fmt::Display) -> String {
     format!("baton.worker.{worker_id}.input")
 }
 
+/// Where the registry asks a worker it does not know (e.g. after a scheduler
+/// restart) to announce itself again: `baton.worker.<id>.rehello`.
+pub fn worker_rehello(worker_id: impl std::fmt::Display) -> String {
+    format!("baton.worker.{worker_id}.rehello")
+}
+
 /// Everything addressed to one worker: `baton.worker.<id>.>`.
 pub fn worker_all(worker_id: impl std::fmt::Display) -> String {
     format!("baton.worker.{worker_id}.>")

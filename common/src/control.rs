@@ -1,0 +1,149 @@
+//! The control protocol between the scheduler and its workers (MessagePack
+//! with named fields, like the client protocol; see `docs/protocol.md` §10).
+//!
+//! The scheduler never sends a worker anything it must wait for: a plan
+//! names the requests of a batch and where to reply; the inputs follow as
+//! one message per request (so no message outgrows NATS' `max_payload`
+//! however large the batch); the worker answers each request's own inbox
+//! and reports [`BatchDone`] with what the batch really took. Deadlines
+//! travel as remaining budgets, never as wall-clock instants, so no clocks
+//! need to agree.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::profile::Profile;
+use crate::wire::Tensor;
+
+/// A model a worker serves, with the profile the scheduler plans with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerModel {
+    pub name: String,
+    pub profile: Profile,
+}
+
+/// A worker announces itself (`baton.worker.hello`), at start and when the
+/// registry asks (`baton.worker.<id>.rehello`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerHello {
+    pub worker_id: String,
+    /// Hardware class, e.g. `t4`, `a100`, `cpu`.
+    pub hardware: String,
+    /// `emulated` or `torch`.
+    pub backend: String,
+    pub models: Vec<WorkerModel>,
+}
+
+/// A worker's state as it reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Taking work.
+    Ready,
+    /// Finishing what it has; send it nothing new.
+    Draining,
+}
+
+/// Liveness, every `heartbeat_ms` (`baton.worker.heartbeat`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub worker_id: String,
+    pub state: WorkerState,
+    /// Batches received and not yet finished.
+    pub pending_batches: u32,
+}
+
+/// A worker leaves after draining (`baton.worker.goodbye`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Goodbye {
+    pub worker_id: String,
+}
+
+/// One request of a planned batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanItem {
+    /// The client's request id, echoed in the reply.
+    pub request_id: String,
+    /// The request's reply inbox.
+    pub reply_to: String,
+    /// Time the request had already spent in Baton when the plan was sent, µs.
+    pub queued_us: u64,
+}
+
+/// A batch to run (`baton.worker.<id>.plan`). Its inputs follow as
+/// [`BatchInput`] messages, one per item, possibly before the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchPlanMsg {
+    pub batch_id: Uuid,
+    pub model: String,
+    /// Earliest deadline first.
+    pub items: Vec<PlanItem>,
+    /// Remaining budget until the earliest item's deadline when sent, µs.
+    pub budget_us: u64,
+    /// The scheduler already knows the batch will be late (fcfs).
+    pub late: bool,
+}
+
+/// One request's inputs for a planned batch (`baton.worker.<id>.input`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchInput {
+    pub batch_id: Uuid,
+    /// Position of the request in the plan's `items`.
+    pub index: u32,
+    pub inputs: Vec<Tensor>,
+}
+
+/// A batch finished (`baton.sched.batch_done`): every item has been answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchDone {
+    pub batch_id: Uuid,
+    pub worker_id: String,
+    /// From the plan's arrival to the batch's start, µs (waiting for inputs or the device).
+    pub wait_us: u64,
+    /// Execution time of the batch, µs.
+    pub exec_us: u64,
+    pub batch_size: u32,
+    /// Items answered with an error (bad inputs, backend failure).
+    pub failed: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{decode, encode};
+
+    #[test]
+    fn round_trips() {
+        let plan = BatchPlanMsg {
+            batch_id: Uuid::from_u128(7),
+            model: "resnet50".into(),
+            items: vec![PlanItem {
+                request_id: "r1".into(),
+                reply_to: "_INBOX.x.1".into(),
+                queued_us: 1500,
+            }],
+            budget_us: 40_000,
+            late: false,
+        };
+        assert_eq!(decode::<BatchPlanMsg>(&encode(&plan)).unwrap(), plan);
+        let hello = WorkerHello {
+            worker_id: "w1".into(),
+            hardware: "cpu".into(),
+            backend: "emulated".into(),
+            models: vec![WorkerModel {
+                name: "m".into(),
+                profile: Profile::from_spec("sleep#1000,2000,0,0", 8).unwrap(),
+            }],
+        };
+        assert_eq!(decode::<WorkerHello>(&encode(&hello)).unwrap(), hello);
+        let done = BatchDone {
+            batch_id: Uuid::from_u128(7),
+            worker_id: "w1".into(),
+            wait_us: 10,
+            exec_us: 5000,
+            batch_size: 1,
+            failed: 0,
+        };
+        assert_eq!(decode::<BatchDone>(&encode(&done)).unwrap(), done);
+    }
+}

@@ -1,0 +1,111 @@
+//! A real nats-server for tests: started on a free loopback port, stopped on
+//! drop. Tests across the workspace use this one helper rather than mocks.
+//!
+//! The binary is `$BATON_NATS_SERVER`, else `~/.cache/baton/bin/nats-server`
+//! (what `deploy/setup/nats-server.sh` installs; `make test` runs it), else
+//! `nats-server` on `PATH`.
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// A running nats-server.
+#[derive(Debug)]
+pub struct NatsServer {
+    binary: PathBuf,
+    port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+/// Where the nats-server binary is, if anywhere.
+pub fn nats_server_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BATON_NATS_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let p = PathBuf::from(home).join(".cache/baton/bin/nats-server");
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.exists())
+    })
+}
+
+impl NatsServer {
+    /// Starts a server on a free port with extra command-line `args`.
+    pub fn start_with(args: &[&str]) -> io::Result<Self> {
+        let binary = nats_server_binary().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "nats-server not found: run deploy/setup/nats-server.sh (make test does) or set BATON_NATS_SERVER",
+            )
+        })?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut s = Self {
+            binary,
+            port,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    pub fn start() -> io::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    fn spawn(&mut self) -> io::Result<()> {
+        let child = Command::new(&self.binary)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "nats-server did not start in 10 s"));
+            }
+            sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server (clients see the connection drop).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        self.spawn()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
