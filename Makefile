@@ -17,6 +17,7 @@ setup:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+	@deploy/setup/nats-server.sh >/dev/null
 
 build: setup
 	$(CARGO) build --release --workspace
@@ -34,3 +35,19 @@ unit:
 bench-core: build
 	$(CARGO) run --release -q -p baton-scheduler --bin baton -- bench core --gpus 1000 --models 100
 	$(CARGO) run --release -q -p baton-scheduler --bin baton -- bench core --gpus 10000 --models 1000 --duration 0.5
+
+SIM_WORKLOADS = resnet-8gpu-poisson resnet-8gpu-gamma multi-model-64gpu symphony-example
+SIM_POLICIES = --policy symphony --policy symphony-eager --policy eager --policy triton --policy nexus --policy shepherd
+BATON = ./target/release/baton
+
+## The simulator comparisons recorded in docs/benchmarks.md (JSON lines in target/bench-sim/).
+bench-sim: build
+	mkdir -p target/bench-sim docs/plots
+	for w in $(SIM_WORKLOADS); do \
+	  for j in "" "--jitter"; do \
+	    $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) $$j --max-goodput --json > target/bench-sim/$$w$$j.max-goodput.jsonl; \
+	    $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) $$j --min-gpus --json > target/bench-sim/$$w$$j.min-gpus.jsonl; \
+	  done; \
+	  $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) --plot docs/plots/$$w.svg; \
+	done
+	$(BATON) sim --workload ../shared/workloads/scale-1000gpu.yaml --policy symphony --json > target/bench-sim/scale-1000gpu.jsonl

@@ -27,6 +27,10 @@ pub struct WorkerModel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerHello {
     pub worker_id: String,
+    /// New each time the worker process starts: a restarted worker with the
+    /// same id is a different instance, and whatever the old one was
+    /// running is lost.
+    pub instance: Uuid,
     /// Hardware class, e.g. `t4`, `a100`, `cpu`.
     pub hardware: String,
     /// `emulated` or `torch`.
@@ -48,6 +52,8 @@ pub enum WorkerState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub worker_id: String,
+    /// The instance that said hello (see [`WorkerHello::instance`]).
+    pub instance: Uuid,
     pub state: WorkerState,
     /// Batches received and not yet finished.
     pub pending_batches: u32,
@@ -128,6 +134,7 @@ mod tests {
         assert_eq!(decode::<BatchPlanMsg>(&encode(&plan)).unwrap(), plan);
         let hello = WorkerHello {
             worker_id: "w1".into(),
+            instance: Uuid::from_u128(1),
             hardware: "cpu".into(),
             backend: "emulated".into(),
             models: vec![WorkerModel {

@@ -11,6 +11,7 @@
 //! The crate does no I/O beyond reading and writing the files it is asked to, and has no async
 //! runtime, so every other crate — including the sans-IO scheduling core — can depend on it.
 
+pub mod client;
 pub mod control;
 pub mod profile;
 pub mod settings;

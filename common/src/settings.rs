@@ -185,6 +185,9 @@ pub struct SchedulerSettings {
     /// Window the arrival rate is averaged over, in ms; a multiple of `rate_bucket_ms`.
     /// Default `5000`.
     pub rate_window_ms: u64,
+    /// A worker whose heartbeats stop for this long is declared dead, in ms. Default `750`
+    /// (three 250 ms heartbeats).
+    pub worker_dead_after_ms: u64,
 }
 
 impl Default for SchedulerSettings {
@@ -199,6 +202,7 @@ impl Default for SchedulerSettings {
             gpu_choice: GpuChoice::default(),
             rate_bucket_ms: 50,
             rate_window_ms: 5000,
+            worker_dead_after_ms: 750,
         }
     }
 }
@@ -308,6 +312,10 @@ const SECTIONS: &[(&str, &str, KeyDocs)] = &[
             (
                 "rate_window_ms",
                 "Arrival-rate averaging window, in ms; a multiple of rate_bucket_ms.",
+            ),
+            (
+                "worker_dead_after_ms",
+                "A worker silent this long (no heartbeat) is declared dead, in ms.",
             ),
         ],
     ),
@@ -488,7 +496,7 @@ impl Settings {
         if s.rate_bucket_ms == 0 {
             return rule("scheduler.rate_bucket_ms", "must be greater than 0".into());
         }
-        if s.rate_window_ms == 0 || s.rate_window_ms % s.rate_bucket_ms != 0 {
+        if s.rate_window_ms == 0 || !s.rate_window_ms.is_multiple_of(s.rate_bucket_ms) {
             return rule(
                 "scheduler.rate_window_ms",
                 format!(
@@ -848,7 +856,7 @@ mod tests {
         assert!(
             msg.ends_with(
                 "known keys in [scheduler]: delta_ctrl_us, delta_data_us, delta_resp_us, \
-                 epsilon_us, drop_policy, condition, gpu_choice, rate_bucket_ms, rate_window_ms"
+                 epsilon_us, drop_policy, condition, gpu_choice, rate_bucket_ms, rate_window_ms, worker_dead_after_ms"
             ),
             "{msg}"
         );

@@ -74,7 +74,10 @@ impl NatsServer {
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if start.elapsed() > Duration::from_secs(10) {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "nats-server did not start in 10 s"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "nats-server did not start in 10 s",
+                ));
             }
             sleep(Duration::from_millis(20));
         }

@@ -90,6 +90,19 @@ impl fmt::Display for DType {
     }
 }
 
+impl std::str::FromStr for DType {
+    type Err = String;
+
+    /// Accepts the wire names (`f32`, `u8`, …), case-insensitively.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let l = s.trim().to_ascii_lowercase();
+        DType::ALL.iter().copied().find(|d| d.as_str() == l).ok_or_else(|| {
+            let names: Vec<&str> = DType::ALL.iter().map(|d| d.as_str()).collect();
+            format!("unknown dtype `{s}`; expected one of {}", names.join(", "))
+        })
+    }
+}
+
 /// A dense, row-major, little-endian tensor.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tensor {

@@ -3,4 +3,7 @@
 
 pub mod bench;
 pub mod core;
+pub mod loadgen;
+pub mod planner;
+pub mod runtime;
 pub mod sim;

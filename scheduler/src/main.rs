@@ -31,6 +31,14 @@ enum Command {
     Config,
     /// Simulate policies on a workload in virtual time with emulated GPUs.
     Sim(SimArgs),
+    /// Run the scheduler: gateway, dispatcher and registry over NATS.
+    Scheduler(baton_scheduler::runtime::cli::SchedulerArgs),
+    /// Show a running scheduler's workers, queues and drops.
+    Status(baton_scheduler::runtime::cli::StatusArgs),
+    /// Send open-loop load to a running Baton and count every reply.
+    Loadgen(baton_scheduler::runtime::cli::LoadgenArgs),
+    /// Plan the cheapest fleet that keeps every app within its SLO (Harpagon).
+    Plan(baton_scheduler::planner::cli::PlanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +136,10 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Bench(BenchCommand::Core(a)) => bench_core(a),
         Command::Sim(a) => sim_cmd(a),
+        Command::Plan(a) => baton_scheduler::planner::cli::run(a),
+        Command::Scheduler(a) => baton_scheduler::runtime::cli::scheduler(a),
+        Command::Status(a) => baton_scheduler::runtime::cli::status(a),
+        Command::Loadgen(a) => baton_scheduler::runtime::cli::loadgen(a),
         Command::Config => {
             print!("{}", baton_common::settings::Settings::documented_defaults());
             Ok(())

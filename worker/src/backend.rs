@@ -7,6 +7,7 @@
 //! separately: one request with the wrong shape is rejected without failing
 //! the others.
 
+use baton_common::profile::Profile;
 use baton_common::wire::{DType, Tensor};
 
 /// What a model accepts per request (without the batch dimension).
@@ -18,11 +19,15 @@ pub struct InputSpec {
 }
 
 /// A model a backend has loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
     pub name: String,
     pub inputs: Vec<InputSpec>,
     pub max_batch: u32,
+    /// The latency profile the scheduler should plan this model with on this worker (announced
+    /// in the worker's hello): the emulated backend's sleep profile, or the torch backend's
+    /// measured one.
+    pub profile: Profile,
 }
 
 /// Why one request of a batch could not be served.

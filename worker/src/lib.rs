@@ -1,6 +1,21 @@
-//! Baton's worker: one per GPU or device. It announces itself to the
-//! scheduler, receives batch plans and their inputs over NATS, runs each
-//! batch on a dedicated execution thread through a [`backend::Backend`], and
-//! answers every request of the batch.
+//! Baton's worker: one per GPU or device. It announces itself to the scheduler, receives batch
+//! plans and their inputs over NATS, runs each batch on a dedicated execution thread through a
+//! [`backend::Backend`], and answers every request of the batch.
+//!
+//! - [`runtime`] — [`run`] a worker: the NATS side and its loop.
+//! - [`inbox`] — drains the NATS subscription into a bounded queue.
+//! - [`assembly`] — pairs each plan with its per-request inputs (sans-IO).
+//! - [`executor`] — the execution thread owning the backend.
+//! - [`answer`] — turns each batch's outcome into exactly one reply per request and a `BatchDone`.
+//! - [`backend`], [`emulated`] — the execution backends.
 
+pub mod answer;
+pub mod assembly;
 pub mod backend;
+pub mod emulated;
+pub mod executor;
+pub mod inbox;
+pub mod runtime;
+
+pub use emulated::{checksum, EmulatedBackend, EmulatedModel};
+pub use runtime::{run, WorkerConfig, WorkerError};

@@ -309,7 +309,11 @@ impl Scheduler {
     /// requests come back: re-queued if they can still make their deadline
     /// at batch size one, else rejected `worker_lost`.
     pub fn remove_worker(&mut self, w: WorkerId, now: Time) -> Result<(), CoreError> {
-        self.pool.remove(w)?;
+        if self.pool.contains(w) {
+            self.pool.remove(w)?;
+        } else if !self.worker_batches.contains_key(&w) {
+            return Err(PoolError::Unknown(w).into());
+        }
         let batches = self.worker_batches.remove(&w).unwrap_or_default();
         let mut touched = Vec::new();
         for b in batches {
@@ -337,6 +341,19 @@ impl Scheduler {
         // Parked candidates may have just lost their last possible worker.
         self.retry_parked(now);
         Ok(())
+    }
+
+    /// Stops giving `w` new batches; what it already has stays in flight
+    /// (its `BatchDone`s are still taken). Follow with `remove_worker` once
+    /// it has finished, or it is lost.
+    pub fn drain_worker(&mut self, w: WorkerId) -> Result<(), CoreError> {
+        self.pool.remove(w)?;
+        Ok(())
+    }
+
+    /// Whether `w` is registered (taking work, or draining).
+    pub fn has_worker(&self, w: WorkerId) -> bool {
+        self.worker_batches.contains_key(&w)
     }
 
     /// A worker reports that a batch finished at `now`; its GPU's predicted
@@ -708,6 +725,26 @@ mod tests {
             assert_eq!(second[0].sent_at, now);
             assert_eq!(second[0].exec_at, (now + 500 * US).max(g));
         }
+    }
+
+    #[test]
+    fn a_draining_worker_finishes_its_batch_and_gets_no_more() {
+        let (mut s, m) = core(2, GpuChoice::Consolidate);
+        arrive(&mut s, m, 1, 0);
+        s.handle_timeout(36_700 * US);
+        let first = plans(&mut s).remove(0);
+        assert_eq!(first.worker, WorkerId(0));
+        s.drain_worker(WorkerId(0)).unwrap();
+        arrive(&mut s, m, 2, 37 * MS);
+        let t = s.poll_timeout().unwrap();
+        s.handle_timeout(t);
+        assert_eq!(plans(&mut s)[0].worker, WorkerId(1));
+        s.on_batch_done(first.batch_id, first.expected_finish).unwrap();
+        assert!(s.has_worker(WorkerId(0)));
+        s.remove_worker(WorkerId(0), 40 * MS).unwrap();
+        assert_eq!(s.poll_action(), None, "nothing was in flight any more");
+        assert!(!s.has_worker(WorkerId(0)));
+        assert!(s.remove_worker(WorkerId(0), 41 * MS).is_err());
     }
 
     #[test]

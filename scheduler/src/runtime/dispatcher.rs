@@ -1,0 +1,412 @@
+//! The dispatcher: the actor that owns the sans-IO scheduling core and runs
+//! it on the wall clock.
+//!
+//! It sees request metadata only (id, model, SLO, arrival time); tensors
+//! stay in the gateway. Every message it handles is one input to the core
+//! (arrival, `BatchDone`, a worker joining, draining or lost), after which
+//! it carries out the core's actions (ship a plan through the gateway,
+//! reject a request) and re-arms one timer for `poll_timeout`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use baton_common::control::WorkerHello;
+use baton_common::wire::RejectReason;
+use uuid::Uuid;
+
+use super::clock::Clock;
+use super::gateway::{Gateway, Reject, Release, ServedModels, Ship};
+use super::status::{ModelStatus, Status};
+use super::telemetry;
+use crate::core::{
+    Action, Arrival, BatchId, CoreConfig, LatencyTable, ModelId, ModelSpec, RequestId, Scheduler, Time, WorkerId,
+};
+
+/// A request's metadata, from the gateway.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Arrive {
+    pub id: u64,
+    pub model: ModelId,
+    pub slo: Time,
+    pub received: Time,
+}
+
+/// A worker registered (from the registry).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WorkerUp(pub WorkerHello);
+
+/// A worker is draining: no new batches.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WorkerDraining(pub String);
+
+/// A worker left or was declared dead.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WorkerDown {
+    pub worker: String,
+    pub lost: bool,
+}
+
+/// A worker finished a batch.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Done {
+    pub batch: Uuid,
+}
+
+/// The gateway to act through.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetGateway(pub Addr<Gateway>);
+
+/// A status snapshot of the core.
+#[derive(Debug, Message)]
+#[rtype(result = "Status")]
+pub struct GetStatus;
+
+#[derive(Debug)]
+struct Batch {
+    uuid: Uuid,
+    worker: WorkerId,
+    requests: Vec<u64>,
+}
+
+#[derive(Debug)]
+pub struct Dispatcher {
+    core: Scheduler,
+    clock: Clock,
+    gateway: Option<Addr<Gateway>>,
+    model_ids: HashMap<String, ModelId>,
+    model_names: Vec<String>,
+    worker_ids: HashMap<String, WorkerId>,
+    worker_names: HashMap<WorkerId, String>,
+    worker_models: HashMap<WorkerId, Vec<ModelId>>,
+    next_worker: u64,
+    batches: HashMap<BatchId, Batch>,
+    by_uuid: HashMap<Uuid, BatchId>,
+    timer: Option<(Time, SpawnHandle)>,
+    batches_total: u64,
+    rejected: HashMap<RejectReason, u64>,
+    rate_mark: (Instant, u64),
+}
+
+impl Dispatcher {
+    pub fn new(cfg: CoreConfig, clock: Clock) -> Self {
+        Self {
+            core: Scheduler::new(cfg),
+            clock,
+            gateway: None,
+            model_ids: HashMap::new(),
+            model_names: Vec::new(),
+            worker_ids: HashMap::new(),
+            worker_names: HashMap::new(),
+            worker_models: HashMap::new(),
+            next_worker: 0,
+            batches: HashMap::new(),
+            by_uuid: HashMap::new(),
+            timer: None,
+            batches_total: 0,
+            rejected: HashMap::new(),
+            rate_mark: (Instant::now(), 0),
+        }
+    }
+
+    /// Carries out the core's decisions and re-arms the timer.
+    fn settle(&mut self, ctx: &mut Context<Self>) {
+        let Some(gw) = self.gateway.clone() else { return };
+        while let Some(a) = self.core.poll_action() {
+            match a {
+                Action::Dispatch(p) => {
+                    let uuid = Uuid::from_u64_pair(p.batch_id.0, p.worker.0);
+                    let worker = self.worker_names[&p.worker].clone();
+                    let model = self.model_names[p.model.0 as usize].clone();
+                    let requests: Vec<u64> = p.requests.iter().map(|r| r.0).collect();
+                    metrics::histogram!(telemetry::BATCH_SIZE, "model" => model.clone()).record(requests.len() as f64);
+                    metrics::counter!(telemetry::BATCHES, "model" => model.clone()).increment(1);
+                    self.batches_total += 1;
+                    gw.do_send(Ship {
+                        batch: uuid,
+                        worker,
+                        model,
+                        requests: requests.clone(),
+                        deadline: p.deadline,
+                        late: p.late,
+                    });
+                    self.by_uuid.insert(uuid, p.batch_id);
+                    self.batches.insert(
+                        p.batch_id,
+                        Batch {
+                            uuid,
+                            worker: p.worker,
+                            requests,
+                        },
+                    );
+                }
+                Action::Reject { request, model, reason } => {
+                    *self.rejected.entry(reason).or_default() += 1;
+                    let name = self.model_names.get(model.0 as usize).cloned().unwrap_or_default();
+                    gw.do_send(Reject {
+                        request: request.0,
+                        reason,
+                        message: explain(reason, &name),
+                    });
+                }
+            }
+        }
+        self.arm(ctx);
+    }
+
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        let next = self.core.poll_timeout();
+        if self.timer.as_ref().map(|t| t.0) == next {
+            return;
+        }
+        if let Some((_, h)) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        let Some(at) = next else { return };
+        let delay = Duration::from_nanos((at - self.clock.now()).max(0) as u64);
+        let h = ctx.run_later(delay, move |act, ctx| {
+            act.timer = None;
+            let now = act.clock.now();
+            metrics::histogram!(telemetry::DISPATCHER_LAG).record((now - at).max(0) as f64 * 1e-9);
+            act.core.handle_timeout(now);
+            act.settle(ctx);
+        });
+        self.timer = Some((at, h));
+    }
+
+    fn model_id(&mut self, name: &str, latency: LatencyTable) -> ModelId {
+        if let Some(&m) = self.model_ids.get(name) {
+            return m;
+        }
+        let m = self.core.add_model(ModelSpec {
+            name: name.to_string(),
+            latency,
+            // Requests always bring their SLO (the gateway fills in its default).
+            slo: 100 * crate::core::MS,
+        });
+        self.model_ids.insert(name.to_string(), m);
+        self.model_names.push(name.to_string());
+        m
+    }
+
+    /// Tells the gateway which models a live worker serves.
+    fn publish_served(&self) {
+        let Some(gw) = &self.gateway else { return };
+        let mut served = HashMap::new();
+        for (w, models) in &self.worker_models {
+            if !self.core.has_worker(*w) {
+                continue;
+            }
+            for m in models {
+                served.insert(self.model_names[m.0 as usize].clone(), *m);
+            }
+        }
+        gw.do_send(ServedModels(served));
+    }
+}
+
+fn explain(reason: RejectReason, model: &str) -> String {
+    match reason {
+        RejectReason::DeadlineUnattainable => format!(
+            "model `{model}` cannot finish this request within its SLO at the current load; \
+             raise slo_ms or add workers"
+        ),
+        RejectReason::WorkerLost => {
+            format!("the worker running this `{model}` request was lost and too little of its SLO remained to retry")
+        }
+        other => format!("{other}"),
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<SetGateway> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, m: SetGateway, _: &mut Context<Self>) {
+        self.gateway = Some(m.0);
+        self.publish_served();
+    }
+}
+
+impl Handler<Arrive> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, a: Arrive, ctx: &mut Context<Self>) {
+        let now = self.clock.now();
+        // The SLO counts from when the gateway received the request.
+        let slo = a.slo - (now - a.received).max(0);
+        self.core.on_arrival(
+            Arrival {
+                id: RequestId(a.id),
+                model: a.model,
+                slo: Some(slo),
+            },
+            now,
+        );
+        self.settle(ctx);
+    }
+}
+
+impl Handler<WorkerUp> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, WorkerUp(hello): WorkerUp, ctx: &mut Context<Self>) {
+        if self.worker_ids.contains_key(&hello.worker_id) {
+            return;
+        }
+        let models: Vec<ModelId> = hello
+            .models
+            .iter()
+            .map(|m| self.model_id(&m.name, LatencyTable::from_profile(&m.profile)))
+            .collect();
+        let w = WorkerId(self.next_worker);
+        self.next_worker += 1;
+        let now = self.clock.now();
+        if let Err(e) = self.core.add_worker(w, &models, now) {
+            tracing::error!(worker = %hello.worker_id, "cannot add worker: {e}");
+            return;
+        }
+        tracing::info!(worker = %hello.worker_id, hardware = %hello.hardware, models = ?hello.models.iter().map(|m| &m.name).collect::<Vec<_>>(), "worker joined");
+        self.worker_ids.insert(hello.worker_id.clone(), w);
+        self.worker_names.insert(w, hello.worker_id);
+        self.worker_models.insert(w, models);
+        self.publish_served();
+        self.settle(ctx);
+    }
+}
+
+impl Handler<WorkerDraining> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, m: WorkerDraining, ctx: &mut Context<Self>) {
+        let Some(&w) = self.worker_ids.get(&m.0) else { return };
+        if self.core.drain_worker(w).is_ok() {
+            tracing::info!(worker = %m.0, "worker draining");
+            self.publish_served();
+            self.settle(ctx);
+        }
+    }
+}
+
+impl Handler<WorkerDown> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, m: WorkerDown, ctx: &mut Context<Self>) {
+        let Some(w) = self.worker_ids.remove(&m.worker) else {
+            return;
+        };
+        self.worker_names.remove(&w);
+        self.worker_models.remove(&w);
+        let now = self.clock.now();
+        let _ = self.core.remove_worker(w, now);
+        // The core re-queued or rejected what was in flight there.
+        let lost: Vec<BatchId> = self
+            .batches
+            .iter()
+            .filter(|(_, b)| b.worker == w)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in lost {
+            if let Some(b) = self.batches.remove(&id) {
+                self.by_uuid.remove(&b.uuid);
+            }
+        }
+        if m.lost {
+            tracing::warn!(worker = %m.worker, "worker lost");
+        } else {
+            tracing::info!(worker = %m.worker, "worker left");
+        }
+        self.publish_served();
+        self.settle(ctx);
+    }
+}
+
+impl Handler<Done> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, d: Done, ctx: &mut Context<Self>) {
+        let Some(id) = self.by_uuid.remove(&d.batch) else {
+            return;
+        };
+        let Some(b) = self.batches.remove(&id) else { return };
+        let now = self.clock.now();
+        let _ = self.core.on_batch_done(id, now);
+        if let Some(gw) = &self.gateway {
+            gw.do_send(Release(b.requests));
+        }
+        self.settle(ctx);
+    }
+}
+
+impl Handler<GetStatus> for Dispatcher {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let (t0, n0) = self.rate_mark;
+        let secs = t0.elapsed().as_secs_f64().max(1e-3);
+        let dps = (self.batches_total - n0) as f64 / secs;
+        self.rate_mark = (Instant::now(), self.batches_total);
+        let models = self
+            .model_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let m = ModelId(i as u32);
+                metrics::gauge!(telemetry::QUEUE_DEPTH, "model" => name.clone()).set(self.core.queue_len(m) as f64);
+                ModelStatus {
+                    name: name.clone(),
+                    queue_depth: self.core.queue_len(m),
+                    rate_rps: self.core.rate(m),
+                    b_target: self.core.b_target(m).unwrap_or(0),
+                    workers: self.worker_models.values().filter(|ms| ms.contains(&m)).count(),
+                }
+            })
+            .collect();
+        let mut dropped: Vec<(String, u64)> = self
+            .rejected
+            .iter()
+            .map(|(r, n)| (r.as_str().to_string(), *n))
+            .collect();
+        dropped.sort();
+        MessageResult(Status {
+            uptime_s: self.clock.now() as f64 * 1e-9,
+            workers: Vec::new(),
+            models,
+            dispatches_per_s: dps,
+            batches_total: self.batches_total,
+            dropped_by_reason: dropped,
+            held_requests: 0,
+        })
+    }
+}
+
+/// Batches in flight per worker name (for status and occupancy metrics).
+#[derive(Debug, Message)]
+#[rtype(result = "HashMap<String, usize>")]
+pub struct InflightByWorker;
+
+impl Handler<InflightByWorker> for Dispatcher {
+    type Result = MessageResult<InflightByWorker>;
+
+    fn handle(&mut self, _: InflightByWorker, _: &mut Context<Self>) -> Self::Result {
+        let mut m: HashMap<String, usize> = self.worker_names.values().map(|n| (n.clone(), 0)).collect();
+        for b in self.batches.values() {
+            if let Some(n) = self.worker_names.get(&b.worker) {
+                *m.entry(n.clone()).or_default() += 1;
+            }
+        }
+        for (w, n) in &m {
+            metrics::gauge!(telemetry::WORKER_BATCHES, "worker" => w.clone()).set(*n as f64);
+        }
+        MessageResult(m)
+    }
+}

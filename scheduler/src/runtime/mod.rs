@@ -1,0 +1,296 @@
+//! `baton scheduler`: the production shell around the scheduling core.
+//!
+//! ```text
+//!  clients ── baton.infer.<model> ──▶ ingest ──▶ Gateway ──Arrive──▶ Dispatcher (core)
+//!                                      (decode,   (holds     ◀─Ship/Reject─┘   ▲
+//!                                       validate)  tensors)                    │ Done
+//!  workers ◀── plan + inputs ─────────────────────┘                            │
+//!  workers ── hello / heartbeat / goodbye ──▶ Registry ──WorkerUp/Down─────────┤
+//!  workers ── batch_done ───────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Actors run in one actix `System` on a multi-thread tokio runtime; the
+//! dispatcher has an arbiter (thread) of its own so that decoding requests
+//! never delays a timer. Every NATS subscription is drained at once into
+//! our own bounded queue: when that queue is full a request is answered
+//! `overloaded` there and then, and a slow-consumer event from the NATS
+//! client is logged and counted — nothing is dropped silently.
+
+pub mod cli;
+pub mod clock;
+pub mod dispatcher;
+pub mod gateway;
+pub mod registry;
+pub mod status;
+pub mod telemetry;
+
+use std::future::Future;
+use std::time::Duration;
+
+use actix::prelude::*;
+use anyhow::{Context as _, Result};
+use baton_common::control::{BatchDone, Goodbye, Heartbeat, WorkerHello};
+use baton_common::settings::Settings;
+use baton_common::subjects;
+use baton_common::wire::{self, InferRequest, RejectReason};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::core::{CoreConfig, Time};
+use clock::Clock;
+use dispatcher::{Dispatcher, Done, GetStatus, InflightByWorker, SetGateway};
+use gateway::{rejection, Gateway, HeldCount, Incoming};
+use registry::{Beat, Bye, Hello, ListWorkers, Registry};
+
+/// Requests decoded but not yet taken by the gateway, at most.
+const INGEST_QUEUE: usize = 65_536;
+
+/// Connects to NATS with the settings' options, retrying while the server
+/// comes up, and reconnecting forever after.
+pub async fn connect(settings: &Settings, name: &str) -> Result<async_nats::Client> {
+    let url = settings.nats.url.clone();
+    let opts = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::SlowConsumer(sid) => {
+                    metrics::counter!(telemetry::SLOW_CONSUMER, "where" => "nats").increment(1);
+                    tracing::warn!(
+                        sid,
+                        "NATS slow consumer: the client dropped messages for a subscription"
+                    );
+                }
+                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+                async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                other => tracing::info!("NATS: {other}"),
+            }
+        });
+    let client = tokio::time::timeout(Duration::from_secs(30), opts.connect(&url))
+        .await
+        .with_context(|| format!("no NATS server answered at {url} within 30 s (set nats.url)"))?
+        .with_context(|| format!("connecting to NATS at {url}"))?;
+    Ok(client)
+}
+
+/// Publishes everything sent to the returned outbox, in order.
+fn publisher(nats: async_nats::Client) -> gateway::Outbox {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Bytes)>();
+    tokio::spawn(async move {
+        while let Some((subject, body)) = rx.recv().await {
+            if let Err(e) = nats.publish(subject.clone(), body).await {
+                tracing::warn!(%subject, "publish failed: {e}");
+            }
+        }
+    });
+    tx
+}
+
+/// Runs the scheduler until `shutdown` resolves. Must be called inside an
+/// actix `System` (see [`run`]).
+pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let nats = connect(&settings, &settings.nats.name).await?;
+    let clock = Clock::new();
+    let out = publisher(nats.clone());
+    let cfg = CoreConfig::from_settings(&settings.scheduler);
+    let dispatcher = Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| Dispatcher::new(cfg, clock));
+    let gateway = Gateway::new(
+        out.clone(),
+        clock,
+        dispatcher.clone(),
+        settings.gateway.held_bytes_budget as usize,
+    )
+    .start();
+    dispatcher.do_send(SetGateway(gateway.clone()));
+    let dead_after = Duration::from_millis(settings.scheduler.worker_dead_after_ms);
+    let registry = Registry::new(out.clone(), dispatcher.clone(), dead_after).start();
+
+    // Control plane.
+    let mut hello = nats.subscribe(subjects::WORKER_HELLO).await?;
+    let mut beats = nats.subscribe(subjects::WORKER_HEARTBEAT).await?;
+    let mut byes = nats.subscribe(subjects::WORKER_GOODBYE).await?;
+    let mut dones = nats.subscribe(subjects::BATCH_DONE).await?;
+    let mut status = nats.subscribe(subjects::OPS_STATUS).await?;
+    let reg = registry.clone();
+    tokio::spawn(async move {
+        while let Some(m) = hello.next().await {
+            match wire::decode::<WorkerHello>(&m.payload) {
+                Ok(h) => reg.do_send(Hello(h)),
+                Err(e) => tracing::warn!("bad worker hello: {e}"),
+            }
+        }
+    });
+    let reg = registry.clone();
+    tokio::spawn(async move {
+        while let Some(m) = beats.next().await {
+            if let Ok(b) = wire::decode::<Heartbeat>(&m.payload) {
+                reg.do_send(Beat(b));
+            }
+        }
+    });
+    let reg = registry.clone();
+    tokio::spawn(async move {
+        while let Some(m) = byes.next().await {
+            if let Ok(g) = wire::decode::<Goodbye>(&m.payload) {
+                reg.do_send(Bye(g));
+            }
+        }
+    });
+    let disp = dispatcher.clone();
+    tokio::spawn(async move {
+        while let Some(m) = dones.next().await {
+            match wire::decode::<BatchDone>(&m.payload) {
+                Ok(d) => disp.do_send(Done { batch: d.batch_id }),
+                Err(e) => tracing::warn!("bad batch_done: {e}"),
+            }
+        }
+    });
+    let (disp, reg, gw, st_nats) = (dispatcher.clone(), registry.clone(), gateway.clone(), nats.clone());
+    tokio::spawn(async move {
+        while let Some(m) = status.next().await {
+            let Some(reply) = m.reply else { continue };
+            let snapshot = async {
+                let mut s = disp.send(GetStatus).await.ok()?;
+                let inflight = disp.send(InflightByWorker).await.ok()?;
+                s.workers = reg.send(ListWorkers).await.ok()?;
+                for w in &mut s.workers {
+                    w.inflight_batches = inflight.get(&w.id).copied().unwrap_or(0);
+                }
+                s.held_requests = gw.send(HeldCount).await.ok()?;
+                Some(s)
+            }
+            .await;
+            let body = serde_json::to_vec(&snapshot).unwrap_or_default();
+            let _ = st_nats.publish(reply, body.into()).await;
+        }
+    });
+
+    // Data plane: drain the subscription into our bounded queue at once.
+    let mut infer = nats
+        .queue_subscribe(subjects::INFER_WILDCARD, subjects::GATEWAY_QUEUE_GROUP.to_string())
+        .await?;
+    let (tx, mut rx) = mpsc::channel::<Incoming>(INGEST_QUEUE);
+    let limits = settings.gateway.clone();
+    let ingest_out = out.clone();
+    let intake = tokio::spawn(async move {
+        while let Some(m) = infer.next().await {
+            let received = clock.now();
+            let Some(reply_to) = m.reply.map(|r| r.to_string()) else {
+                metrics::counter!(telemetry::REJECTED, "model" => "unknown", "reason" => "no_reply_subject")
+                    .increment(1);
+                continue;
+            };
+            match admit(&m.subject, &m.payload, &limits, received) {
+                Ok(mut inc) => {
+                    inc.reply_to = reply_to;
+                    if let Err(mpsc::error::TrySendError::Full(inc)) = tx.try_send(inc) {
+                        metrics::counter!(telemetry::SLOW_CONSUMER, "where" => "ingest").increment(1);
+                        let _ = ingest_out.send(rejection(
+                            &inc.reply_to,
+                            inc.client_id,
+                            RejectReason::Overloaded,
+                            "the gateway's intake queue is full; retry later".into(),
+                        ));
+                    }
+                }
+                Err((id, reason, msg)) => {
+                    metrics::counter!(telemetry::REJECTED, "model" => "unknown", "reason" => reason.as_str())
+                        .increment(1);
+                    let _ = ingest_out.send(rejection(&reply_to, id, reason, msg));
+                }
+            }
+        }
+    });
+    let gw = gateway.clone();
+    tokio::spawn(async move {
+        while let Some(inc) = rx.recv().await {
+            if gw.send(inc).await.is_err() {
+                break;
+            }
+        }
+    });
+    tracing::info!(nats = %settings.nats.url, "baton scheduler serving");
+
+    shutdown.await;
+    tracing::info!("shutting down: no new requests; waiting for those in flight");
+    intake.abort();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if gateway.send(HeldCount).await.unwrap_or(0) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nats.flush().await.ok();
+    Ok(())
+}
+
+/// Checks one request: subject, size, decoding, tensors, SLO. On failure,
+/// the client's id (if readable), the reason and a message saying what to fix.
+pub fn admit(
+    subject: &str,
+    payload: &[u8],
+    limits: &baton_common::settings::GatewaySettings,
+    received: Time,
+) -> std::result::Result<Incoming, (Option<String>, RejectReason, String)> {
+    let Some(model) = subjects::model_from_infer_subject(subject) else {
+        return Err((
+            None,
+            RejectReason::BadRequest,
+            format!("subject `{subject}` is not baton.infer.<model> with a single-token model name"),
+        ));
+    };
+    if payload.len() as u64 > limits.max_payload_bytes {
+        return Err((
+            None,
+            RejectReason::PayloadTooLarge,
+            format!(
+                "request body is {} bytes; the limit (gateway.max_payload_bytes) is {}",
+                payload.len(),
+                limits.max_payload_bytes
+            ),
+        ));
+    }
+    let req: InferRequest = wire::decode(payload).map_err(|e| (None, RejectReason::BadRequest, e.to_string()))?;
+    if let Err(e) = req.validate() {
+        return Err((req.id, RejectReason::BadRequest, e.to_string()));
+    }
+    let slo_ms = req.slo_ms.unwrap_or(limits.default_slo_ms);
+    Ok(Incoming {
+        model: model.to_string(),
+        reply_to: String::new(),
+        client_id: req.id,
+        bytes: payload.len(),
+        inputs: req.inputs,
+        slo: (slo_ms * 1e6) as Time,
+        received,
+    })
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+/// Runs the scheduler in its own actix system on a multi-thread tokio
+/// runtime until SIGINT/SIGTERM.
+pub fn run(settings: Settings) -> Result<()> {
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    });
+    system.block_on(async move {
+        if let Err(e) = telemetry::install(&settings.metrics.listen) {
+            tracing::warn!("metrics endpoint disabled: {e:#}");
+        }
+        serve(settings, shutdown_signal()).await
+    })
+}

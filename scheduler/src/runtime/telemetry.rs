@@ -1,0 +1,50 @@
+//! Metrics, exposed as Prometheus text on `metrics.listen` (`/metrics`),
+//! through the `metrics` facade and its Prometheus exporter. Names live
+//! here, once.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+/// Requests by model and outcome (`good`, `late`, `rejected`, `error`).
+pub const REQUESTS: &str = "baton_requests_total";
+/// Rejections by model and reason.
+pub const REJECTED: &str = "baton_rejected_total";
+/// Requests waiting in the dispatcher, by model.
+pub const QUEUE_DEPTH: &str = "baton_queue_depth";
+/// Time from arrival to the plan being sent, seconds, by model.
+pub const QUEUE_TIME: &str = "baton_queue_time_seconds";
+/// Dispatched batch sizes, by model.
+pub const BATCH_SIZE: &str = "baton_batch_size";
+/// Batches dispatched, by model.
+pub const BATCHES: &str = "baton_batches_total";
+/// How late the dispatcher's timers fire, seconds.
+pub const DISPATCHER_LAG: &str = "baton_dispatcher_lag_seconds";
+/// Registered workers by state.
+pub const WORKERS: &str = "baton_workers";
+/// Batches in flight per worker (0 or more): occupancy.
+pub const WORKER_BATCHES: &str = "baton_worker_inflight_batches";
+/// Bytes of request payload the gateway holds.
+pub const HELD_BYTES: &str = "baton_gateway_held_bytes";
+/// NATS slow-consumer events and ingest-queue overflows.
+pub const SLOW_CONSUMER: &str = "baton_slow_consumer_total";
+/// Workers declared dead (missed heartbeats).
+pub const WORKERS_LOST: &str = "baton_workers_lost_total";
+
+/// Installs the global recorder and serves `/metrics` on `listen`.
+pub fn install(listen: &str) -> Result<()> {
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("metrics.listen `{listen}` is not an ip:port address"))?;
+    let ms = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+    let sizes = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Full(QUEUE_TIME.into()), &ms)?
+        .set_buckets_for_metric(Matcher::Full(DISPATCHER_LAG.into()), &ms)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &sizes)?
+        .install()
+        .with_context(|| format!("serving metrics on {addr} (is the port in use? set metrics.listen)"))?;
+    Ok(())
+}

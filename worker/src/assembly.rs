@@ -1,0 +1,503 @@
+//! Where a batch plan meets its inputs.
+//!
+//! The scheduler sends a worker one [`BatchPlanMsg`] per batch and the gateway holding the
+//! payloads sends one [`BatchInput`] per request, so no message outgrows NATS' `max_payload`.
+//! They travel on different connections, so inputs may arrive before their plan. The
+//! [`Assembler`] pairs them up and says when a batch is complete.
+//!
+//! Nothing here may accumulate forever: inputs waiting for a plan ("orphans") are bounded in
+//! count and bytes and forgotten after a time-to-live, and a plan whose inputs have not all come
+//! by its budget plus a grace expires, so that the worker can answer its requests with an error
+//! rather than leave them silent. Batch ids recently closed are remembered, so inputs arriving
+//! after their batch expired are dropped at once instead of lingering as orphans.
+//!
+//! Like the scheduling core, this is a sans-IO state machine: time comes in as an argument
+//! (`now`), [`Assembler::poll_timeout`] says when it next needs [`Assembler::handle_timeout`], and
+//! it is tested without a runtime.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use baton_common::control::{BatchInput, BatchPlanMsg};
+use baton_common::wire::Tensor;
+use uuid::Uuid;
+
+/// Plans with absurd budgets still expire within this.
+const MAX_BUDGET: Duration = Duration::from_secs(3600);
+
+/// Bounds and timeouts of the [`Assembler`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssemblyLimits {
+    /// How long after its budget (`budget_us`) a plan waits for missing inputs before it expires.
+    pub grace: Duration,
+    /// How long inputs wait for a plan that has not arrived.
+    pub orphan_ttl: Duration,
+    /// At most this many batches may have inputs waiting for their plan; more are dropped.
+    pub max_orphan_batches: usize,
+    /// At most this many bytes of tensor data may wait for plans; more are dropped.
+    pub max_orphan_bytes: usize,
+    /// How many closed batch ids to remember, to drop their late inputs at once.
+    pub closed_memory: usize,
+}
+
+impl Default for AssemblyLimits {
+    fn default() -> Self {
+        AssemblyLimits {
+            grace: Duration::from_millis(50),
+            orphan_ttl: Duration::from_secs(2),
+            max_orphan_batches: 1024,
+            max_orphan_bytes: 256 << 20,
+            closed_memory: 4096,
+        }
+    }
+}
+
+/// A plan with all its inputs, ready to run.
+#[derive(Debug)]
+pub struct ReadyBatch {
+    pub plan: BatchPlanMsg,
+    /// When the plan arrived at the worker.
+    pub received: Instant,
+    /// `inputs[i]` belongs to `plan.items[i]`.
+    pub inputs: Vec<Vec<Tensor>>,
+}
+
+/// A plan whose inputs did not all arrive in time.
+#[derive(Debug)]
+pub struct ExpiredBatch {
+    pub plan: BatchPlanMsg,
+    pub received: Instant,
+    /// Indices (into `plan.items`) of the requests whose inputs never came.
+    pub missing: Vec<u32>,
+}
+
+/// What became of a plan.
+#[derive(Debug)]
+pub enum PlanOutcome {
+    /// All inputs were already here (or the plan has no items).
+    Ready(ReadyBatch),
+    /// Waiting for inputs.
+    Waiting,
+    /// A plan with this batch id is already assembling or was recently closed; ignored.
+    Duplicate(BatchPlanMsg),
+}
+
+/// What became of an input.
+#[derive(Debug)]
+pub enum InputOutcome {
+    /// It completed its batch.
+    Ready(ReadyBatch),
+    /// Stored; its batch still misses inputs.
+    Stored,
+    /// Stored until its plan arrives.
+    Orphan,
+    /// Not stored, for this reason.
+    Dropped(DropReason),
+}
+
+/// Why an input was dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropReason {
+    /// Its index is not an item of the plan.
+    IndexOutOfRange { index: u32, items: usize },
+    /// An input for this index was already received.
+    Duplicate { index: u32 },
+    /// Its batch was already run, answered or expired.
+    Closed,
+    /// Too many inputs are already waiting for their plans.
+    OrphansFull,
+}
+
+/// What [`Assembler::handle_timeout`] found.
+#[derive(Debug, Default)]
+pub struct Timeouts {
+    /// Plans that expired waiting for inputs: answer their requests.
+    pub expired: Vec<ExpiredBatch>,
+    /// Batch ids whose inputs waited for a plan that never came; the inputs are dropped.
+    pub orphans_dropped: Vec<Uuid>,
+}
+
+#[derive(Debug)]
+struct Assembling {
+    plan: BatchPlanMsg,
+    received: Instant,
+    expires: Instant,
+    inputs: Vec<Option<Vec<Tensor>>>,
+    missing: usize,
+}
+
+#[derive(Debug)]
+struct Orphans {
+    expires: Instant,
+    inputs: Vec<(u32, Vec<Tensor>)>,
+    bytes: usize,
+}
+
+/// Pairs plans with their inputs. See the module docs.
+#[derive(Debug)]
+pub struct Assembler {
+    limits: AssemblyLimits,
+    batches: HashMap<Uuid, Assembling>,
+    batch_timers: BTreeSet<(Instant, Uuid)>,
+    orphans: HashMap<Uuid, Orphans>,
+    orphan_timers: BTreeSet<(Instant, Uuid)>,
+    orphan_bytes: usize,
+    closed: HashSet<Uuid>,
+    closed_order: VecDeque<Uuid>,
+}
+
+fn tensor_bytes(inputs: &[Tensor]) -> usize {
+    inputs.iter().map(|t| t.data.len()).sum()
+}
+
+impl Assembler {
+    pub fn new(limits: AssemblyLimits) -> Self {
+        Assembler {
+            limits,
+            batches: HashMap::new(),
+            batch_timers: BTreeSet::new(),
+            orphans: HashMap::new(),
+            orphan_timers: BTreeSet::new(),
+            orphan_bytes: 0,
+            closed: HashSet::new(),
+            closed_order: VecDeque::new(),
+        }
+    }
+
+    /// Plans waiting for inputs.
+    pub fn assembling(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Batches with inputs waiting for their plan.
+    pub fn orphan_batches(&self) -> usize {
+        self.orphans.len()
+    }
+
+    /// A plan arrived at `now`.
+    pub fn on_plan(&mut self, plan: BatchPlanMsg, now: Instant) -> PlanOutcome {
+        let id = plan.batch_id;
+        if self.batches.contains_key(&id) || self.closed.contains(&id) {
+            return PlanOutcome::Duplicate(plan);
+        }
+        let mut inputs: Vec<Option<Vec<Tensor>>> = vec![None; plan.items.len()];
+        if let Some(orphans) = self.take_orphans(&id) {
+            for (index, tensors) in orphans.inputs {
+                // Out-of-range or repeated indices cannot be answered anyway: drop them.
+                if let Some(slot @ None) = inputs.get_mut(index as usize) {
+                    *slot = Some(tensors);
+                }
+            }
+        }
+        let missing = inputs.iter().filter(|s| s.is_none()).count();
+        if missing == 0 {
+            self.close(id);
+            return PlanOutcome::Ready(ReadyBatch {
+                plan,
+                received: now,
+                inputs: inputs.into_iter().flatten().collect(),
+            });
+        }
+        let budget = Duration::from_micros(plan.budget_us).min(MAX_BUDGET);
+        let expires = now + budget + self.limits.grace;
+        self.batch_timers.insert((expires, id));
+        self.batches.insert(
+            id,
+            Assembling {
+                plan,
+                received: now,
+                expires,
+                inputs,
+                missing,
+            },
+        );
+        PlanOutcome::Waiting
+    }
+
+    /// An input arrived at `now`.
+    pub fn on_input(&mut self, input: BatchInput, now: Instant) -> InputOutcome {
+        let id = input.batch_id;
+        if let Some(batch) = self.batches.get_mut(&id) {
+            let items = batch.inputs.len();
+            let Some(slot) = batch.inputs.get_mut(input.index as usize) else {
+                return InputOutcome::Dropped(DropReason::IndexOutOfRange {
+                    index: input.index,
+                    items,
+                });
+            };
+            if slot.is_some() {
+                return InputOutcome::Dropped(DropReason::Duplicate { index: input.index });
+            }
+            *slot = Some(input.inputs);
+            batch.missing -= 1;
+            if batch.missing > 0 {
+                return InputOutcome::Stored;
+            }
+            let batch = self.batches.remove(&id).expect("batch is present");
+            self.batch_timers.remove(&(batch.expires, id));
+            self.close(id);
+            return InputOutcome::Ready(ReadyBatch {
+                plan: batch.plan,
+                received: batch.received,
+                inputs: batch.inputs.into_iter().flatten().collect(),
+            });
+        }
+        if self.closed.contains(&id) {
+            return InputOutcome::Dropped(DropReason::Closed);
+        }
+        let bytes = tensor_bytes(&input.inputs);
+        let is_new = !self.orphans.contains_key(&id);
+        if (is_new && self.orphans.len() >= self.limits.max_orphan_batches)
+            || self.orphan_bytes + bytes > self.limits.max_orphan_bytes
+        {
+            return InputOutcome::Dropped(DropReason::OrphansFull);
+        }
+        let expires = now + self.limits.orphan_ttl;
+        let entry = self.orphans.entry(id).or_insert_with(|| Orphans {
+            expires,
+            inputs: Vec::new(),
+            bytes: 0,
+        });
+        if is_new {
+            self.orphan_timers.insert((expires, id));
+        }
+        if entry.inputs.iter().any(|(i, _)| *i == input.index) {
+            return InputOutcome::Dropped(DropReason::Duplicate { index: input.index });
+        }
+        entry.inputs.push((input.index, input.inputs));
+        entry.bytes += bytes;
+        self.orphan_bytes += bytes;
+        InputOutcome::Orphan
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let b = self.batch_timers.first().map(|(t, _)| *t);
+        let o = self.orphan_timers.first().map(|(t, _)| *t);
+        match (b, o) {
+            (Some(b), Some(o)) => Some(b.min(o)),
+            (b, o) => b.or(o),
+        }
+    }
+
+    /// Expires plans and orphans whose time is up at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) -> Timeouts {
+        let mut out = Timeouts::default();
+        while let Some(&(t, id)) = self.batch_timers.first() {
+            if t > now {
+                break;
+            }
+            self.batch_timers.pop_first();
+            let batch = self.batches.remove(&id).expect("every batch timer has its batch");
+            self.close(id);
+            let missing = batch
+                .inputs
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.is_none())
+                .map(|(i, _)| i as u32)
+                .collect();
+            out.expired.push(ExpiredBatch {
+                plan: batch.plan,
+                received: batch.received,
+                missing,
+            });
+        }
+        while let Some(&(t, id)) = self.orphan_timers.first() {
+            if t > now {
+                break;
+            }
+            self.take_orphans(&id);
+            out.orphans_dropped.push(id);
+        }
+        out
+    }
+
+    fn take_orphans(&mut self, id: &Uuid) -> Option<Orphans> {
+        let orphans = self.orphans.remove(id)?;
+        self.orphan_timers.remove(&(orphans.expires, *id));
+        self.orphan_bytes -= orphans.bytes;
+        Some(orphans)
+    }
+
+    fn close(&mut self, id: Uuid) {
+        if self.limits.closed_memory == 0 || !self.closed.insert(id) {
+            return;
+        }
+        self.closed_order.push_back(id);
+        if self.closed_order.len() > self.limits.closed_memory {
+            if let Some(old) = self.closed_order.pop_front() {
+                self.closed.remove(&old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use baton_common::control::PlanItem;
+
+    use super::*;
+
+    fn plan(id: u128, n: usize, budget_us: u64) -> BatchPlanMsg {
+        BatchPlanMsg {
+            batch_id: Uuid::from_u128(id),
+            model: "m".into(),
+            items: (0..n)
+                .map(|i| PlanItem {
+                    request_id: format!("r{i}"),
+                    reply_to: format!("_INBOX.{i}"),
+                    queued_us: 0,
+                })
+                .collect(),
+            budget_us,
+            late: false,
+        }
+    }
+
+    fn input(id: u128, index: u32, byte: u8) -> BatchInput {
+        BatchInput {
+            batch_id: Uuid::from_u128(id),
+            index,
+            inputs: vec![Tensor {
+                dtype: baton_common::wire::DType::U8,
+                shape: vec![1],
+                data: vec![byte],
+            }],
+        }
+    }
+
+    fn limits() -> AssemblyLimits {
+        AssemblyLimits {
+            grace: Duration::from_millis(10),
+            orphan_ttl: Duration::from_millis(100),
+            max_orphan_batches: 2,
+            max_orphan_bytes: 3,
+            closed_memory: 2,
+        }
+    }
+
+    #[test]
+    fn inputs_before_and_after_the_plan_complete_it_in_item_order() {
+        let t0 = Instant::now();
+        let mut a = Assembler::new(limits());
+        assert!(matches!(a.on_input(input(1, 2, 12), t0), InputOutcome::Orphan));
+        assert!(matches!(a.on_input(input(1, 0, 10), t0), InputOutcome::Orphan));
+        assert!(matches!(a.on_plan(plan(1, 3, 1000), t0), PlanOutcome::Waiting));
+        assert_eq!(a.orphan_batches(), 0);
+        assert_eq!(a.poll_timeout(), Some(t0 + Duration::from_millis(11)));
+        let InputOutcome::Ready(ready) = a.on_input(input(1, 1, 11), t0) else {
+            panic!("the last input completes the batch");
+        };
+        let bytes: Vec<u8> = ready.inputs.iter().map(|i| i[0].data[0]).collect();
+        assert_eq!(bytes, [10, 11, 12]);
+        assert_eq!(ready.received, t0);
+        assert_eq!(a.assembling(), 0);
+        assert_eq!(a.poll_timeout(), None);
+        // A late duplicate input is recognised as belonging to a closed batch.
+        assert!(matches!(
+            a.on_input(input(1, 1, 11), t0),
+            InputOutcome::Dropped(DropReason::Closed)
+        ));
+    }
+
+    #[test]
+    fn plan_with_all_inputs_or_no_items_is_ready_at_once() {
+        let t0 = Instant::now();
+        let mut a = Assembler::new(limits());
+        a.on_input(input(1, 0, 1), t0);
+        assert!(matches!(a.on_plan(plan(1, 1, 1000), t0), PlanOutcome::Ready(_)));
+        assert!(matches!(a.on_plan(plan(2, 0, 1000), t0), PlanOutcome::Ready(_)));
+        assert!(matches!(a.on_plan(plan(2, 0, 1000), t0), PlanOutcome::Duplicate(_)));
+    }
+
+    #[test]
+    fn bad_inputs_are_dropped_with_a_reason() {
+        let t0 = Instant::now();
+        let mut a = Assembler::new(limits());
+        a.on_plan(plan(1, 2, 1000), t0);
+        assert!(matches!(
+            a.on_input(input(1, 5, 0), t0),
+            InputOutcome::Dropped(DropReason::IndexOutOfRange { index: 5, items: 2 })
+        ));
+        assert!(matches!(a.on_input(input(1, 0, 0), t0), InputOutcome::Stored));
+        assert!(matches!(
+            a.on_input(input(1, 0, 0), t0),
+            InputOutcome::Dropped(DropReason::Duplicate { index: 0 })
+        ));
+        assert!(matches!(a.on_plan(plan(1, 2, 1000), t0), PlanOutcome::Duplicate(_)));
+    }
+
+    #[test]
+    fn plan_expires_after_budget_plus_grace_naming_the_missing_inputs() {
+        let t0 = Instant::now();
+        let mut a = Assembler::new(limits());
+        a.on_plan(plan(1, 3, 5_000), t0);
+        a.on_input(input(1, 1, 0), t0);
+        let deadline = t0 + Duration::from_millis(15);
+        assert_eq!(a.poll_timeout(), Some(deadline));
+        let early = a.handle_timeout(deadline - Duration::from_micros(1));
+        assert!(early.expired.is_empty());
+        let t = a.handle_timeout(deadline);
+        assert_eq!(t.expired.len(), 1);
+        assert_eq!(t.expired[0].missing, [0, 2]);
+        assert_eq!(a.assembling(), 0);
+        assert_eq!(a.poll_timeout(), None);
+        assert!(matches!(
+            a.on_input(input(1, 0, 0), deadline),
+            InputOutcome::Dropped(DropReason::Closed)
+        ));
+    }
+
+    #[test]
+    fn orphans_are_bounded_and_forgotten() {
+        let t0 = Instant::now();
+        let mut a = Assembler::new(limits());
+        assert!(matches!(a.on_input(input(1, 0, 0), t0), InputOutcome::Orphan));
+        assert!(matches!(a.on_input(input(2, 0, 0), t0), InputOutcome::Orphan));
+        // Third batch: over max_orphan_batches.
+        assert!(matches!(
+            a.on_input(input(3, 0, 0), t0),
+            InputOutcome::Dropped(DropReason::OrphansFull)
+        ));
+        // Same batch, third byte fits; fourth does not (max_orphan_bytes = 3).
+        assert!(matches!(a.on_input(input(2, 1, 0), t0), InputOutcome::Orphan));
+        assert!(matches!(
+            a.on_input(input(2, 2, 0), t0),
+            InputOutcome::Dropped(DropReason::OrphansFull)
+        ));
+        let later = t0 + Duration::from_millis(100);
+        assert_eq!(a.poll_timeout(), Some(later));
+        let t = a.handle_timeout(later);
+        let mut dropped = t.orphans_dropped.clone();
+        dropped.sort();
+        assert_eq!(dropped, [Uuid::from_u128(1), Uuid::from_u128(2)]);
+        assert_eq!(a.orphan_batches(), 0);
+        assert_eq!(a.poll_timeout(), None);
+        // The space is free again.
+        assert!(matches!(a.on_input(input(3, 0, 0), later), InputOutcome::Orphan));
+    }
+
+    #[test]
+    fn closed_memory_is_bounded() {
+        let t0 = Instant::now();
+        let mut a = Assembler::new(limits());
+        for id in 1..=3 {
+            assert!(matches!(a.on_plan(plan(id, 0, 0), t0), PlanOutcome::Ready(_)));
+        }
+        // closed_memory = 2: batch 1 is forgotten, 2 and 3 are remembered.
+        assert!(matches!(a.on_input(input(1, 0, 0), t0), InputOutcome::Orphan));
+        assert!(matches!(
+            a.on_input(input(3, 0, 0), t0),
+            InputOutcome::Dropped(DropReason::Closed)
+        ));
+    }
+
+    #[test]
+    fn huge_budgets_do_not_overflow() {
+        let t0 = Instant::now();
+        let mut a = Assembler::new(limits());
+        a.on_plan(plan(1, 1, u64::MAX), t0);
+        assert_eq!(a.poll_timeout(), Some(t0 + MAX_BUDGET + Duration::from_millis(10)));
+    }
+}

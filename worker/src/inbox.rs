@@ -1,0 +1,127 @@
+//! The worker's inbox: everything NATS delivers on `baton.worker.<id>.>`, decoded and queued.
+//!
+//! async-nats drops messages when a subscription's channel overflows (a *slow consumer*), and
+//! dropping a plan would leave its requests unanswered. So a dedicated task drains the
+//! subscription as fast as messages come, decodes them (off the runtime loop) and puts them in the
+//! worker's own bounded queue. If that queue is full, the task decides what is lost, and makes
+//! sure it is never silent: an overflowing plan's requests are answered `overloaded` on the spot
+//! (and its batch reported done); an overflowing input is dropped and counted, and its plan then
+//! expires and is answered with an error.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::{Client, Subscriber};
+use baton_common::control::{BatchInput, BatchPlanMsg};
+use baton_common::subjects;
+use baton_common::wire::{decode, RejectReason};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc::{error::TrySendError, Sender};
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use crate::answer;
+
+/// A decoded message for the worker.
+#[derive(Debug)]
+pub enum Inbound {
+    Plan { plan: BatchPlanMsg, received: Instant },
+    Input { input: BatchInput, received: Instant },
+    Rehello,
+}
+
+/// Counters of what went wrong on the way in (read for logs and tests).
+#[derive(Debug, Default)]
+pub struct InboxStats {
+    /// async-nats reported the subscription as a slow consumer (it dropped messages).
+    pub slow_consumer_events: AtomicU64,
+    /// Messages that could not be decoded or had an unknown subject.
+    pub malformed: AtomicU64,
+    /// Plans answered `overloaded` because the queue was full.
+    pub plans_overflowed: AtomicU64,
+    /// Inputs dropped because the queue was full.
+    pub inputs_overflowed: AtomicU64,
+}
+
+impl InboxStats {
+    pub(crate) fn bump(counter: &AtomicU64) -> u64 {
+        counter.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// Drains `subscriber` into `queue` until the subscription ends or the queue's receiver is gone.
+///
+/// When `stop` fires, the subscription is drained the NATS way: unsubscribed, with the messages
+/// already on their way still delivered (and queued), after which the task ends and `queue`
+/// closes. The runtime answers those last messages before it says goodbye.
+pub async fn drain(
+    mut subscriber: Subscriber,
+    queue: Sender<Inbound>,
+    client: Client,
+    worker_id: String,
+    stats: Arc<InboxStats>,
+    stop: oneshot::Receiver<()>,
+) {
+    let plan_subject = subjects::worker_plans(&worker_id);
+    let input_subject = subjects::worker_inputs(&worker_id);
+    let rehello_subject = subjects::worker_rehello(&worker_id);
+    let mut stop = stop.fuse();
+    let mut stopping = false;
+    loop {
+        let msg = tokio::select! {
+            msg = subscriber.next() => msg,
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                if let Err(e) = subscriber.drain().await {
+                    warn!(error = %e, "could not unsubscribe; closing the inbox now");
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(msg) = msg else { break };
+        let received = Instant::now();
+        let subject = msg.subject.as_str();
+        let inbound = if subject == input_subject {
+            decode::<BatchInput>(&msg.payload).map(|input| Inbound::Input { input, received })
+        } else if subject == plan_subject {
+            decode::<BatchPlanMsg>(&msg.payload).map(|plan| Inbound::Plan { plan, received })
+        } else if subject == rehello_subject {
+            Ok(Inbound::Rehello)
+        } else {
+            let n = InboxStats::bump(&stats.malformed);
+            warn!(subject, total = n, "message on an unknown worker subject ignored");
+            continue;
+        };
+        let inbound = match inbound {
+            Ok(m) => m,
+            Err(e) => {
+                let n = InboxStats::bump(&stats.malformed);
+                warn!(subject, error = %e, total = n, "undecodable message ignored");
+                continue;
+            }
+        };
+        match queue.try_send(inbound) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => break,
+            Err(TrySendError::Full(Inbound::Plan { plan, .. })) => {
+                let n = InboxStats::bump(&stats.plans_overflowed);
+                warn!(batch = %plan.batch_id, total = n, "inbox full: plan answered `overloaded`");
+                let a = answer::rejected(
+                    &worker_id,
+                    &plan,
+                    RejectReason::Overloaded,
+                    &format!("worker `{worker_id}` is overloaded: its inbox is full"),
+                );
+                a.publish(&client).await;
+            }
+            Err(TrySendError::Full(Inbound::Input { input, .. })) => {
+                let n = InboxStats::bump(&stats.inputs_overflowed);
+                warn!(batch = %input.batch_id, index = input.index, total = n,
+                    "inbox full: input dropped (its batch will expire and be answered with an error)");
+            }
+            Err(TrySendError::Full(Inbound::Rehello)) => debug!("inbox full: rehello dropped"),
+        }
+    }
+}

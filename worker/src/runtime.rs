@@ -1,0 +1,475 @@
+//! The worker runtime: one task that owns a worker's state and talks to NATS.
+//!
+//! ```text
+//!  NATS baton.worker.<id>.>  ──drain task──▶ bounded inbox ──▶ ┌──────────────┐
+//!                                                               │ runtime loop │──▶ replies, BatchDone,
+//!  execution thread (Backend) ──────────── Executed ──────────▶ │  (this file) │    hello, heartbeat,
+//!  heartbeat tick, assembly timers, shutdown signal ──────────▶ └──────────────┘    goodbye
+//! ```
+//!
+//! The loop is the worker "actor": a single owner of the [`Assembler`], the queue of ready
+//! batches and the execution thread's handle, fed by channels, so no state is shared or locked.
+//! It is a plain tokio task rather than an actix actor because every step ends in async NATS
+//! publishes whose order matters (a batch's replies before its `BatchDone`, everything before
+//! `Goodbye`): awaiting them in sequence in one task gives that order for free, while an actix
+//! handler would have to spawn them or block its own mailbox. A plain `async fn run` is also
+//! `Send`, so tests and other binaries run a worker on any tokio runtime.
+//!
+//! Shutdown (the `shutdown` future resolving, e.g. on SIGTERM): the heartbeat state becomes
+//! `draining`, plans that still arrive are answered `shutting_down`, batches already received
+//! are finished (or expire), then `Goodbye` is published, the connection flushed, and
+//! [`run`] returns.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, ConnectOptions, Event};
+use baton_common::control::{Goodbye, Heartbeat, WorkerHello, WorkerModel, WorkerState};
+use baton_common::subjects;
+use baton_common::wire::{encode, RejectReason};
+use futures::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+use crate::answer::{self, Answer};
+use crate::assembly::{Assembler, AssemblyLimits, DropReason, InputOutcome, PlanOutcome, ReadyBatch};
+use crate::backend::Backend;
+use crate::executor::{Executed, Executor, SubmitError};
+use crate::inbox::{self, Inbound, InboxStats};
+
+/// How long, after draining, the worker waits for messages already on their way to it.
+const LAST_CALLS: Duration = Duration::from_secs(2);
+
+/// How a worker runs. [`WorkerConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// NATS server URL(s), comma-separated.
+    pub nats_url: String,
+    /// Unique worker id; one NATS subject token.
+    pub id: String,
+    /// Hardware class announced to the scheduler (`cpu`, `t4`, `a100`…).
+    pub hardware: String,
+    /// Heartbeat period (default 250 ms).
+    pub heartbeat: Duration,
+    /// This process's instance id (new for every `WorkerConfig::new`).
+    pub instance: uuid::Uuid,
+    /// Bounds and timeouts for pairing plans with inputs.
+    pub assembly: AssemblyLimits,
+    /// Decoded messages waiting for the runtime loop (default 4096).
+    pub inbox_capacity: usize,
+    /// Batches queued on the execution thread beyond the one running (default 1; more wait in
+    /// the runtime's own queue).
+    pub exec_queue: usize,
+    /// At most this many batches are held at once (assembling, queued or running); further
+    /// plans are answered `overloaded` (default 256).
+    pub max_pending_batches: usize,
+}
+
+impl WorkerConfig {
+    pub fn new(nats_url: impl Into<String>, id: impl Into<String>, hardware: impl Into<String>) -> Self {
+        WorkerConfig {
+            nats_url: nats_url.into(),
+            id: id.into(),
+            hardware: hardware.into(),
+            heartbeat: Duration::from_millis(250),
+            instance: uuid::Uuid::new_v4(),
+            assembly: AssemblyLimits::default(),
+            inbox_capacity: 4096,
+            exec_queue: 1,
+            max_pending_batches: 256,
+        }
+    }
+}
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    #[error("worker id `{id}` cannot be used in NATS subjects: {problem}")]
+    InvalidId { id: String, problem: String },
+    #[error("the backend serves no models; give the worker at least one model")]
+    NoModels,
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot subscribe to {subject}: {source}")]
+    Subscribe {
+        subject: String,
+        source: async_nats::SubscribeError,
+    },
+    #[error("cannot start the execution thread: {0}")]
+    ExecThread(std::io::Error),
+}
+
+/// Runs a worker until `shutdown` resolves and everything it accepted has been answered.
+///
+/// Connects to NATS (retrying forever: the server may start after the worker), announces the
+/// backend's models, then serves plans. Returns `Ok(())` after a clean drain.
+pub async fn run(
+    config: WorkerConfig,
+    backend: Box<dyn Backend>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    subjects::validate_token(&config.id).map_err(|problem| WorkerError::InvalidId {
+        id: config.id.clone(),
+        problem,
+    })?;
+    let models = backend.models();
+    if models.is_empty() {
+        return Err(WorkerError::NoModels);
+    }
+    let hello = WorkerHello {
+        worker_id: config.id.clone(),
+        instance: config.instance,
+        hardware: config.hardware.clone(),
+        backend: backend.kind().to_string(),
+        models: models
+            .iter()
+            .map(|m| WorkerModel {
+                name: m.name.clone(),
+                profile: m.profile.clone(),
+            })
+            .collect(),
+    };
+    let stats = Arc::new(InboxStats::default());
+    let client = connect(&config, stats.clone()).await?;
+    let subject = subjects::worker_all(&config.id);
+    let subscriber = client
+        .subscribe(subject.clone())
+        .await
+        .map_err(|source| WorkerError::Subscribe { subject, source })?;
+
+    let (inbox_tx, mut inbox_rx) = mpsc::channel(config.inbox_capacity.max(1));
+    let (stop_inbox, inbox_stop) = oneshot::channel();
+    let drain = tokio::spawn(inbox::drain(
+        subscriber,
+        inbox_tx,
+        client.clone(),
+        config.id.clone(),
+        stats.clone(),
+        inbox_stop,
+    ));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let executor = Executor::spawn(backend, config.exec_queue.max(1), done_tx).map_err(WorkerError::ExecThread)?;
+
+    info!(
+        worker = config.id,
+        hardware = config.hardware,
+        backend = hello.backend,
+        models = ?hello.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
+        "worker started"
+    );
+    let mut worker = Worker {
+        assembler: Assembler::new(config.assembly.clone()),
+        ready: VecDeque::new(),
+        running: 0,
+        draining: false,
+        models: models.into_iter().map(|m| m.name).collect(),
+        executor,
+        client: client.clone(),
+        hello,
+        config,
+        stats,
+    };
+    worker.publish_hello().await;
+    worker.publish_heartbeat().await;
+    worker.serve(&mut inbox_rx, &mut done_rx, shutdown).await;
+
+    // Drained. Unsubscribe, and answer what was still on its way (plans: `shutting_down`).
+    let _ = stop_inbox.send(());
+    let last_calls = async {
+        while let Some(msg) = inbox_rx.recv().await {
+            worker.on_inbound(msg).await;
+        }
+    };
+    if tokio::time::timeout(LAST_CALLS, last_calls).await.is_err() {
+        warn!("the NATS subscription did not close after unsubscribing; leaving without it");
+    }
+    drain.abort();
+    let Worker {
+        executor,
+        config,
+        stats,
+        ..
+    } = worker;
+    executor.join();
+    let goodbye = Goodbye {
+        worker_id: config.id.clone(),
+    };
+    if let Err(e) = client.publish(subjects::WORKER_GOODBYE, encode(&goodbye).into()).await {
+        warn!(error = %e, "could not publish goodbye");
+    }
+    if let Err(e) = client.flush().await {
+        warn!(error = %e, "could not flush the NATS connection");
+    }
+    info!(
+        worker = config.id,
+        slow_consumer_events = stats.slow_consumer_events.load(std::sync::atomic::Ordering::Relaxed),
+        malformed = stats.malformed.load(std::sync::atomic::Ordering::Relaxed),
+        plans_overflowed = stats.plans_overflowed.load(std::sync::atomic::Ordering::Relaxed),
+        inputs_overflowed = stats.inputs_overflowed.load(std::sync::atomic::Ordering::Relaxed),
+        "worker drained and said goodbye"
+    );
+    Ok(())
+}
+
+async fn connect(config: &WorkerConfig, stats: Arc<InboxStats>) -> Result<Client, WorkerError> {
+    let id = config.id.clone();
+    ConnectOptions::new()
+        .name(format!("baton-worker-{}", config.id))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| {
+            // 0, 50, 100, 200 ms … capped at 2 s.
+            let exp = attempts.min(6) as u32;
+            let ms = if attempts == 0 {
+                0
+            } else {
+                50u64 << exp.saturating_sub(1)
+            };
+            Duration::from_millis(ms.min(2000))
+        })
+        .event_callback(move |event| {
+            let id = id.clone();
+            let stats = stats.clone();
+            async move {
+                match event {
+                    Event::Connected => info!(worker = id, "connected to NATS"),
+                    Event::Disconnected => warn!(worker = id, "disconnected from NATS; reconnecting"),
+                    Event::SlowConsumer(sid) => {
+                        let n = InboxStats::bump(&stats.slow_consumer_events);
+                        error!(
+                            worker = id,
+                            sid,
+                            total = n,
+                            "NATS dropped messages for this slow consumer"
+                        );
+                    }
+                    other => warn!(worker = id, event = %other, "NATS event"),
+                }
+            }
+        })
+        .connect(config.nats_url.as_str())
+        .await
+        .map_err(|source| WorkerError::Connect {
+            url: config.nats_url.clone(),
+            source,
+        })
+}
+
+/// The runtime loop's state.
+struct Worker {
+    assembler: Assembler,
+    /// Complete batches the execution thread has no room for yet.
+    ready: VecDeque<ReadyBatch>,
+    /// Batches handed to the execution thread and not yet back.
+    running: usize,
+    draining: bool,
+    models: Vec<String>,
+    executor: Executor,
+    client: Client,
+    hello: WorkerHello,
+    config: WorkerConfig,
+    stats: Arc<InboxStats>,
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Worker {
+    /// Batches received and not yet answered.
+    fn pending(&self) -> usize {
+        self.assembler.assembling() + self.ready.len() + self.running
+    }
+
+    async fn serve(
+        &mut self,
+        inbox: &mut mpsc::Receiver<Inbound>,
+        done: &mut mpsc::UnboundedReceiver<Executed>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let shutdown = shutdown.fuse();
+        tokio::pin!(shutdown);
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await; // the first tick is immediate; `run` already sent one
+        loop {
+            if self.draining && self.pending() == 0 {
+                return;
+            }
+            let timer = self.assembler.poll_timeout();
+            tokio::select! {
+                () = &mut shutdown, if !self.draining => {
+                    info!(worker = self.config.id, pending = self.pending(), "shutting down: draining");
+                    self.draining = true;
+                    self.publish_heartbeat().await;
+                }
+                Some(executed) = done.recv() => {
+                    self.running -= 1;
+                    self.feed_executor().await;
+                    answer::executed(&self.config.id, executed).publish(&self.client).await;
+                }
+                Some(msg) = inbox.recv() => self.on_inbound(msg).await,
+                _ = heartbeat.tick() => self.publish_heartbeat().await,
+                () = sleep_until(timer) => self.on_timeout().await,
+            }
+        }
+    }
+
+    async fn on_inbound(&mut self, msg: Inbound) {
+        match msg {
+            Inbound::Rehello => self.publish_hello().await,
+            Inbound::Plan { plan, received } => {
+                let reject = if self.draining {
+                    Some((
+                        RejectReason::ShuttingDown,
+                        format!("worker `{}` is shutting down and takes no new batches", self.config.id),
+                    ))
+                } else if !self.models.contains(&plan.model) {
+                    Some((
+                        RejectReason::UnknownModel,
+                        format!(
+                            "worker `{}` does not serve model `{}`; it serves: {}",
+                            self.config.id,
+                            plan.model,
+                            self.models.join(", ")
+                        ),
+                    ))
+                } else if self.pending() >= self.config.max_pending_batches {
+                    Some((
+                        RejectReason::Overloaded,
+                        format!(
+                            "worker `{}` already holds {} batches (its limit)",
+                            self.config.id,
+                            self.pending()
+                        ),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((reason, message)) = reject {
+                    info!(batch = %plan.batch_id, %reason, "plan declined");
+                    answer::rejected(&self.config.id, &plan, reason, &message)
+                        .publish(&self.client)
+                        .await;
+                    return;
+                }
+                debug!(batch = %plan.batch_id, model = plan.model, size = plan.items.len(), "plan");
+                match self.assembler.on_plan(plan, received) {
+                    PlanOutcome::Ready(batch) => self.submit(batch).await,
+                    PlanOutcome::Waiting => {}
+                    PlanOutcome::Duplicate(plan) => {
+                        warn!(batch = %plan.batch_id, "duplicate plan ignored (its requests are answered once)");
+                    }
+                }
+            }
+            Inbound::Input { input, received } => {
+                let (batch, index) = (input.batch_id, input.index);
+                match self.assembler.on_input(input, received) {
+                    InputOutcome::Ready(ready) => self.submit(ready).await,
+                    InputOutcome::Stored | InputOutcome::Orphan => {}
+                    InputOutcome::Dropped(DropReason::Closed) => {
+                        debug!(%batch, index, "input for a closed batch dropped");
+                    }
+                    InputOutcome::Dropped(reason) => warn!(%batch, index, ?reason, "input dropped"),
+                }
+            }
+        }
+    }
+
+    async fn on_timeout(&mut self) {
+        let now = Instant::now();
+        let timeouts = self.assembler.handle_timeout(now);
+        for id in timeouts.orphans_dropped {
+            warn!(batch = %id, "inputs dropped: their plan never arrived");
+        }
+        for expired in timeouts.expired {
+            warn!(batch = %expired.plan.batch_id, missing = ?expired.missing, "batch expired waiting for inputs");
+            answer::expired(&self.config.id, &expired, self.config.assembly.grace, now)
+                .publish(&self.client)
+                .await;
+        }
+    }
+
+    /// Queues a complete batch for the execution thread.
+    async fn submit(&mut self, batch: ReadyBatch) {
+        self.ready.push_back(batch);
+        self.feed_executor().await;
+    }
+
+    /// Moves ready batches to the execution thread while it has room.
+    async fn feed_executor(&mut self) {
+        while let Some(batch) = self.ready.pop_front() {
+            match self.executor.try_submit(batch) {
+                Ok(()) => self.running += 1,
+                Err(SubmitError::Full(batch)) => {
+                    self.ready.push_front(batch);
+                    return;
+                }
+                Err(SubmitError::Gone(batch)) => {
+                    error!(batch = %batch.plan.batch_id, "the execution thread is gone; batch answered with an error");
+                    let now = Instant::now();
+                    let executed = Executed {
+                        plan: batch.plan,
+                        received: batch.received,
+                        started: now,
+                        finished: now,
+                        results: Err(crate::backend::BackendError::Failed(
+                            "the worker's execution thread has stopped".into(),
+                        )),
+                    };
+                    let a: Answer = answer::executed(&self.config.id, executed);
+                    a.publish(&self.client).await;
+                }
+            }
+        }
+    }
+
+    async fn publish_hello(&self) {
+        if let Err(e) = self
+            .client
+            .publish(subjects::WORKER_HELLO, encode(&self.hello).into())
+            .await
+        {
+            warn!(error = %e, "could not publish hello");
+        }
+    }
+
+    async fn publish_heartbeat(&self) {
+        let hb = Heartbeat {
+            worker_id: self.config.id.clone(),
+            instance: self.config.instance,
+            state: if self.draining {
+                WorkerState::Draining
+            } else {
+                WorkerState::Ready
+            },
+            pending_batches: u32::try_from(self.pending()).unwrap_or(u32::MAX),
+        };
+        if let Err(e) = self
+            .client
+            .publish(subjects::WORKER_HEARTBEAT, encode(&hb).into())
+            .await
+        {
+            warn!(error = %e, "could not publish heartbeat");
+        }
+    }
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.config.id)
+            .field("pending", &self.pending())
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
