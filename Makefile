@@ -6,9 +6,9 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: demo test setup build fmt lint unit bench-core
 
-## Run the demo: build, then drive the scheduling core over 1,000 emulated GPUs.
-demo: build
-	$(CARGO) run --release -q -p baton-scheduler --bin baton -- bench core --gpus 1000 --models 100 --duration 1 --repeat 1
+## Run the demo: NATS, the scheduler, two workers and 20 s of camera-stream load.
+demo: setup
+	deploy/demo.sh
 
 ## Run every check CI runs: formatting, lints, all tests.
 test: setup fmt lint unit

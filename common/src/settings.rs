@@ -166,13 +166,16 @@ impl Default for NatsSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerSettings {
-    /// δ_ctrl: time to deliver a batch plan to a worker, in µs. Default `100`.
+    /// δ_ctrl: time from sending a batch plan to the batch being able to start, in µs.
+    /// Default `1000` (measured over NATS on loopback: 0.9–2.2 ms including timer lag; see
+    /// docs/benchmarks.md). Symphony's RDMA setting was 100.
     pub delta_ctrl_us: u64,
     /// δ_data: time to move one request's input to a worker, in µs. Default `50`.
     pub delta_data_us: u64,
     /// δ_resp: time reserved at the end of the SLO for delivering the reply, in µs. Default `2000`.
     pub delta_resp_us: u64,
-    /// ε: timer margin before a batch's latest start, in µs. Default `100`.
+    /// ε: timer margin before a batch's latest start, in µs. Default `1000` (tokio timers
+    /// fire up to ~1 ms late). Symphony's RDMA setting was 100.
     pub epsilon_us: u64,
     /// Which requests are rejected early. Default `window_drop`.
     pub drop_policy: DropPolicy,
@@ -193,10 +196,10 @@ pub struct SchedulerSettings {
 impl Default for SchedulerSettings {
     fn default() -> Self {
         SchedulerSettings {
-            delta_ctrl_us: 100,
+            delta_ctrl_us: 1000,
             delta_data_us: 50,
             delta_resp_us: 2000,
-            epsilon_us: 100,
+            epsilon_us: 1000,
             drop_policy: DropPolicy::default(),
             condition: Condition::default(),
             gpu_choice: GpuChoice::default(),
@@ -752,10 +755,10 @@ mod tests {
         assert_eq!(s, Settings::default());
         assert_eq!(s.nats.url, "nats://127.0.0.1:4222");
         assert_eq!(s.nats.name, "baton");
-        assert_eq!(s.scheduler.delta_ctrl_us, 100);
+        assert_eq!(s.scheduler.delta_ctrl_us, 1000);
         assert_eq!(s.scheduler.delta_data_us, 50);
         assert_eq!(s.scheduler.delta_resp_us, 2000);
-        assert_eq!(s.scheduler.epsilon_us, 100);
+        assert_eq!(s.scheduler.epsilon_us, 1000);
         assert_eq!(s.scheduler.drop_policy, DropPolicy::WindowDrop);
         assert_eq!(s.scheduler.condition, Condition::Deferred);
         assert_eq!(s.scheduler.gpu_choice, GpuChoice::Consolidate);

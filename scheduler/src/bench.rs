@@ -52,7 +52,7 @@ impl CoreBench {
             intercept_us: 1000,
             max_batch: 256,
             slo_ms: 50,
-            config: CoreConfig::default(),
+            config: CoreConfig::paper(),
         }
     }
 }

@@ -93,7 +93,7 @@ fn config(c: &Case) -> CoreConfig {
         drop_policy: c.policy,
         condition: c.condition,
         gpu_choice: c.choice,
-        ..CoreConfig::default()
+        ..CoreConfig::paper()
     }
 }
 

@@ -46,6 +46,22 @@ impl Default for CoreConfig {
 }
 
 impl CoreConfig {
+    /// The constants of Symphony's evaluation (RDMA): δ_ctrl 100 µs, δ_data
+    /// 50 µs, δ_resp 2 ms, ε 100 µs, with the default policies. The
+    /// simulator uses these so its numbers compare with the paper's; the
+    /// runtime's defaults (over NATS) are larger.
+    pub fn paper() -> Self {
+        Self {
+            deltas: Deltas {
+                ctrl: 100 * US,
+                data: 50 * US,
+                resp: 2 * MS,
+                epsilon: 100 * US,
+            },
+            ..Self::default()
+        }
+    }
+
     pub fn from_settings(s: &SchedulerSettings) -> Self {
         let us = |v: u64| v as Time * US;
         Self {
@@ -557,7 +573,7 @@ mod tests {
     fn core(workers: u64, choice: GpuChoice) -> (Scheduler, ModelId) {
         let mut s = Scheduler::new(CoreConfig {
             gpu_choice: choice,
-            ..CoreConfig::default()
+            ..CoreConfig::paper()
         });
         let m = s.add_model(ModelSpec {
             name: "m".into(),

@@ -14,8 +14,11 @@ use super::{plan, Dispatch, Plan, PlanOptions, Policy, Problem};
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Planner input (TOML: hardware, modules with profiles, apps), e.g. docs/planner-example.toml.
-    #[arg(long, required_unless_present = "bench")]
+    #[arg(long, required_unless_present_any = ["bench", "generated"])]
     pub apps: Option<PathBuf>,
+    /// Plan the benchmark's random workload for this seed instead of --apps (to reproduce one).
+    #[arg(long, value_name = "SEED", conflicts_with = "apps")]
+    pub generated: Option<u64>,
     /// Planner: harpagon (batch-aware, multi-tuple, dummies), nexus (round-robin 2×, one tuple),
     /// optimal (brute force; small instances).
     #[arg(long, value_enum, default_value_t = PolicyArg::Harpagon)]
@@ -29,6 +32,9 @@ pub struct PlanArgs {
     /// Fraction of a worker's throughput a plan may use.
     #[arg(long, default_value_t = PlanOptions::default().max_util)]
     pub max_util: f64,
+    /// Load workers so that a batch overflows with probability ≤ Q under Poisson arrivals (0: off).
+    #[arg(long, default_value_t = 0.01, value_name = "Q")]
+    pub burst_quantile: f64,
     /// Never pad tuples with dummy requests.
     #[arg(long)]
     pub no_dummies: bool,
@@ -82,6 +88,9 @@ pub fn run(a: PlanArgs) -> Result<()> {
     if !(a.max_util > 0.0 && a.max_util <= 1.0) {
         bail!("--max-util must be in (0, 1] (got {})", a.max_util);
     }
+    if !(0.0..1.0).contains(&a.burst_quantile) {
+        bail!("--burst-quantile must be in [0, 1) (got {})", a.burst_quantile);
+    }
     if a.grid_steps == 0 {
         bail!("--grid-steps must be at least 1");
     }
@@ -95,6 +104,7 @@ pub fn run(a: PlanArgs) -> Result<()> {
         },
         max_util: a.max_util,
         grid_steps: a.grid_steps,
+        burst_quantile: (a.burst_quantile > 0.0).then_some(a.burst_quantile),
         dummies: !a.no_dummies,
         ..PlanOptions::default()
     };
@@ -116,8 +126,13 @@ pub fn run(a: PlanArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let path = a.apps.expect("clap requires --apps without --bench");
-    let problem = Problem::load(&path).with_context(|| format!("reading planner input {}", path.display()))?;
+    let problem = match (a.generated, &a.apps) {
+        (Some(seed), _) => super::gen::problem(seed),
+        (None, Some(path)) => {
+            Problem::load(path).with_context(|| format!("reading planner input {}", path.display()))?
+        }
+        (None, None) => bail!("pass --apps FILE, --generated SEED or --bench N"),
+    };
     let t0 = Instant::now();
     let mut p = plan(&problem, a.policy.into(), &opts)?;
     p.runtime_ms = t0.elapsed().as_secs_f64() * 1e3;

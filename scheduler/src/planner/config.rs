@@ -18,6 +18,10 @@
 use super::latency::HwModel;
 use super::Cost;
 
+/// The most workers one tuple may have. Near `ℓ(1)` the wait term `ℓ(b)/n` only vanishes with
+/// very many workers; no real module needs this many, and the bound keeps searches finite.
+pub const MAX_WORKERS: u32 = 4096;
+
 /// Slack when comparing a capacity with a rate.
 const EPS_RPS: f64 = 1e-9;
 
@@ -85,7 +89,7 @@ pub fn fewest_workers(m: &HwModel, rate: f64, budget_ms: f64, max_workers: u32) 
         return None;
     }
     let start = ((rate / best_thr - EPS_RPS).ceil() as u32).max(1);
-    (start..=max_workers.max(start)).find_map(|n| {
+    (start..=max_workers.min(MAX_WORKERS)).find_map(|n| {
         m.best_padded(n, budget_ms)
             .filter(|&(_, cap)| cap + EPS_RPS >= rate)
             .map(|(b, _)| (n, b))
@@ -188,6 +192,7 @@ mod tests {
         let opts = PlanOptions {
             overheads: Overheads::NONE,
             max_util: 1.0,
+            burst_quantile: None,
             ..PlanOptions::default()
         };
         HwModel::new(i, price, &Profile::from_spec(spec, max_batch).unwrap(), &opts)
@@ -197,9 +202,8 @@ mod tests {
     fn single_hardware_takes_the_fewest_workers() {
         // d(b) = 10·b + 10 ms, max batch 8. Budget 100 ms, 200 req/s.
         // Batch 4 (ℓ 50, 80/s per worker): 3 workers = 240/s, fill 3/240 s = 12.5 ms → 62.5 ms ✓.
-        // Batch 8 (ℓ 90, 88.9/s): 3 workers fill 7/266.7 s = 26.25 ms → 116 ms ✗; batch 5 (ℓ 60,
-        // 83.3/s) with 3 workers: 60 + 4/250 s = 76 ms ✓ (capacity 250/s); batch 6 (ℓ 70, 85.7/s):
-        // 70 + 5/257.1 s = 89.4 ms ✓; batch 7 (ℓ 80, 87.5/s): 80 + 6/262.5 s = 102.9 ms ✗.
+        // With 3 workers a worker frees every ℓ/3. Batch 6 (ℓ 70, 85.7/s): 70 + max(5/257.1 s,
+        // 23.3 ms) = 93.3 ms ✓; batch 7 (ℓ 80, 87.5/s): 80 + max(22.9, 26.7) = 106.7 ms ✗.
         let m = hw(0, 1_000_000, "sleep#10000,10000,0,0", 8);
         assert_eq!(fewest_workers(&m, 200.0, 100.0, 100), Some((3, 6)));
         // Two workers at most 2·87.5 = 175/s: not enough.

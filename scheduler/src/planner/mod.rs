@@ -69,10 +69,11 @@ pub struct PlanOptions {
     pub dispatch: Dispatch,
     /// Delays the runtime adds to every batch.
     pub overheads: Overheads,
-    /// Fraction of a worker's throughput the plan may use: headroom for Poisson bursts. At 1.0 a
-    /// tuple planned at ~99% load drops 5–14% of requests in simulation; 0.75 keeps every tuple of
-    /// the example and of the benchmark's verified plans at a bad rate ≤ 1% (docs/planner.md).
+    /// Fraction of a worker's throughput the plan may use, on top of the burst limit.
     pub max_util: f64,
+    /// Load a worker at batch `b` only up to the mean `μ` per `ℓ(b)` with `P(Poisson(μ) > b) ≤ q`
+    /// (`None`: the deterministic model of the paper). See [`latency`].
+    pub burst_quantile: Option<f64>,
     /// The SLO is split on a grid of `SLO / grid_steps`.
     pub grid_steps: usize,
     /// Whether tuples may be padded with dummy requests.
@@ -84,7 +85,8 @@ impl Default for PlanOptions {
         Self {
             dispatch: Dispatch::BatchAware,
             overheads: Overheads::default(),
-            max_util: 0.75,
+            max_util: 1.0,
+            burst_quantile: Some(0.01),
             grid_steps: 200,
             dummies: true,
         }

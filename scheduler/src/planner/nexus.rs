@@ -67,6 +67,7 @@ mod tests {
         let opts = PlanOptions {
             overheads: Overheads::NONE,
             max_util: 1.0,
+            burst_quantile: None,
             ..PlanOptions::default()
         };
         let m = HwModel::new(

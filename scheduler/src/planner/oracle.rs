@@ -6,7 +6,7 @@
 //! can therefore always be merged into one with the sum of their workers and the better batch
 //! (both batches stay feasible with more workers), so an optimal configuration has at most one
 //! tuple per hardware type, and for a given `n_h` the best batch is the feasible one with the
-//! highest throughput (`cap_h(n)`, non-decreasing in `n`). The oracle enumerates every vector
+//! highest throughput (`cap_h(n)`, non-decreasing in `n`; at most [`config::MAX_WORKERS`]). The oracle enumerates every vector
 //! `(n_1, …, n_H)` by depth-first search — pruned only by cost against the best found so far,
 //! seeded with Harpagon's answer — and takes the cheapest that covers the rate.
 //!
@@ -95,7 +95,13 @@ fn search(
                 }
             }
             // Not even batch 1 fits this budget on this hardware: skip it.
-            None => break,
+            // Not even batch 1 ever fits this budget on this hardware.
+            None if hws[h].latency_ms(1) > budget_ms => break,
+            // Too few workers for the wait term; more may fit.
+            None => {}
+        }
+        if n >= config::MAX_WORKERS {
+            break;
         }
         n += 1;
     }
@@ -217,6 +223,7 @@ mod tests {
         let opts = PlanOptions {
             overheads: Overheads::NONE,
             max_util: 1.0,
+            burst_quantile: None,
             ..PlanOptions::default()
         };
         let p = Profile::from_spec("sleep#0,10000,0,0", 1).unwrap();

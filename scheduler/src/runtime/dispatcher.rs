@@ -56,6 +56,10 @@ pub struct WorkerDown {
 #[rtype(result = "()")]
 pub struct Done {
     pub batch: Uuid,
+    /// How long the batch ran on the worker.
+    pub exec_us: u64,
+    /// From the plan reaching the worker to the batch starting.
+    pub wait_us: u64,
 }
 
 /// The gateway to act through.
@@ -73,6 +77,42 @@ struct Batch {
     uuid: Uuid,
     worker: WorkerId,
     requests: Vec<u64>,
+    sent_at: Time,
+    /// When the core planned it to start (the GPU may have been busy).
+    exec_at: Time,
+}
+
+/// Least-squares fit of plan-to-start delay = δ_ctrl + b·δ_data, from
+/// batches that started as soon as they could (their GPU was idle), on the
+/// scheduler's clock alone: start ≈ `BatchDone` received − execution time.
+#[derive(Debug, Default, Clone, Copy)]
+struct DeltaFit {
+    n: f64,
+    sb: f64,
+    sbb: f64,
+    sd: f64,
+    sbd: f64,
+}
+
+impl DeltaFit {
+    fn add(&mut self, b: f64, delay: f64) {
+        self.n += 1.0;
+        self.sb += b;
+        self.sbb += b * b;
+        self.sd += delay;
+        self.sbd += b * delay;
+    }
+
+    /// (δ_ctrl, δ_data) in µs, once there is enough spread in batch sizes.
+    fn fit(&self) -> Option<(f64, f64)> {
+        let den = self.n * self.sbb - self.sb * self.sb;
+        if self.n < 10.0 || den.abs() < 1e-9 {
+            return (self.n >= 1.0).then(|| (self.sd / self.n, 0.0));
+        }
+        let slope = (self.n * self.sbd - self.sb * self.sd) / den;
+        let intercept = (self.sd - slope * self.sb) / self.n;
+        Some((intercept, slope))
+    }
 }
 
 #[derive(Debug)]
@@ -92,6 +132,7 @@ pub struct Dispatcher {
     batches_total: u64,
     rejected: HashMap<RejectReason, u64>,
     rate_mark: (Instant, u64),
+    deltas: DeltaFit,
 }
 
 impl Dispatcher {
@@ -112,6 +153,7 @@ impl Dispatcher {
             batches_total: 0,
             rejected: HashMap::new(),
             rate_mark: (Instant::now(), 0),
+            deltas: DeltaFit::default(),
         }
     }
 
@@ -143,6 +185,8 @@ impl Dispatcher {
                             uuid,
                             worker: p.worker,
                             requests,
+                            sent_at: p.sent_at,
+                            exec_at: p.exec_at,
                         },
                     );
                 }
@@ -339,6 +383,15 @@ impl Handler<Done> for Dispatcher {
         };
         let Some(b) = self.batches.remove(&id) else { return };
         let now = self.clock.now();
+        let b_size = b.requests.len() as f64;
+        let started = now - d.exec_us as Time * 1000;
+        // Only batches planned to start right away measure delivery, not a busy GPU.
+        if b.exec_at - b.sent_at <= (self.core.config().deltas.lead(b.requests.len() as u32)) {
+            let delay_us = (started - b.sent_at).max(0) as f64 / 1e3;
+            tracing::debug!(batch = b_size, delay_us, worker_wait_us = d.wait_us, "plan to start");
+            self.deltas.add(b_size, delay_us);
+            metrics::histogram!(telemetry::PLAN_TO_START).record(delay_us * 1e-6);
+        }
         let _ = self.core.on_batch_done(id, now);
         if let Some(gw) = &self.gateway {
             gw.do_send(Release(b.requests));
@@ -385,6 +438,8 @@ impl Handler<GetStatus> for Dispatcher {
             batches_total: self.batches_total,
             dropped_by_reason: dropped,
             held_requests: 0,
+            measured_delta_ctrl_us: self.deltas.fit().map(|f| f.0),
+            measured_delta_data_us: self.deltas.fit().map(|f| f.1),
         })
     }
 }

@@ -142,7 +142,11 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     tokio::spawn(async move {
         while let Some(m) = dones.next().await {
             match wire::decode::<BatchDone>(&m.payload) {
-                Ok(d) => disp.do_send(Done { batch: d.batch_id }),
+                Ok(d) => disp.do_send(Done {
+                    batch: d.batch_id,
+                    exec_us: d.exec_us,
+                    wait_us: d.wait_us,
+                }),
                 Err(e) => tracing::warn!("bad batch_done: {e}"),
             }
         }

@@ -13,6 +13,10 @@ pub struct Status {
     pub batches_total: u64,
     pub dropped_by_reason: Vec<(String, u64)>,
     pub held_requests: usize,
+    /// Plan-to-start delay fitted as δ_ctrl + b·δ_data over batches that
+    /// started at once (see `dispatcher.rs`); compare with the settings.
+    pub measured_delta_ctrl_us: Option<f64>,
+    pub measured_delta_data_us: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +46,11 @@ impl Status {
             "up {:.0} s; {} batches dispatched ({:.1}/s); {} requests held\n",
             self.uptime_s, self.batches_total, self.dispatches_per_s, self.held_requests
         );
+        if let (Some(c), Some(d)) = (self.measured_delta_ctrl_us, self.measured_delta_data_us) {
+            s.push_str(&format!(
+                "measured plan-to-start: δ_ctrl ≈ {c:.0} µs, δ_data ≈ {d:.1} µs per request\n"
+            ));
+        }
         s.push_str(&format!("workers ({}):\n", self.workers.len()));
         for w in &self.workers {
             s.push_str(&format!(

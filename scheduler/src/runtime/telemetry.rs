@@ -21,6 +21,8 @@ pub const BATCH_SIZE: &str = "baton_batch_size";
 pub const BATCHES: &str = "baton_batches_total";
 /// How late the dispatcher's timers fire, seconds.
 pub const DISPATCHER_LAG: &str = "baton_dispatcher_lag_seconds";
+/// From sending a plan to its batch starting, seconds (batches whose GPU was idle).
+pub const PLAN_TO_START: &str = "baton_plan_to_start_seconds";
 /// Registered workers by state.
 pub const WORKERS: &str = "baton_workers";
 /// Batches in flight per worker (0 or more): occupancy.
@@ -43,6 +45,7 @@ pub fn install(listen: &str) -> Result<()> {
         .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Full(QUEUE_TIME.into()), &ms)?
         .set_buckets_for_metric(Matcher::Full(DISPATCHER_LAG.into()), &ms)?
+        .set_buckets_for_metric(Matcher::Full(PLAN_TO_START.into()), &ms)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &sizes)?
         .install()
         .with_context(|| format!("serving metrics on {addr} (is the port in use? set metrics.listen)"))?;

@@ -63,6 +63,7 @@ pub struct SimOptions {
     pub seed: Option<u64>,
     pub jitter: Jitter,
     /// Shared constants (δ's) and, for the core policies, the core's knobs.
+    /// Default: [`CoreConfig::paper`], Symphony's RDMA constants.
     pub config: CoreConfig,
     /// Multiplies every rate of the workload (or of the trace).
     pub rate_multiplier: f64,
@@ -81,7 +82,7 @@ impl Default for SimOptions {
             gpus: None,
             seed: None,
             jitter: Jitter::default(),
-            config: CoreConfig::default(),
+            config: CoreConfig::paper(),
             rate_multiplier: 1.0,
             trace: None,
         }
