@@ -784,3 +784,39 @@ mod tests {
         assert!(now > 37 * MS && now <= 40 * MS, "{now}");
     }
 }
+
+#[cfg(test)]
+mod runtime_defaults {
+    use super::*;
+
+    #[test]
+    fn a_lone_request_after_a_batch_is_served() {
+        let mut s = Scheduler::new(CoreConfig::default());
+        let m = s.add_model(ModelSpec {
+            name: "m".into(),
+            latency: LatencyTable::from_fn(256, |b| 200 * US * Time::from(b) + 2 * MS),
+            slo: 100 * MS,
+        });
+        s.add_worker(WorkerId(0), &[m], 0).unwrap();
+        // Each request alone: deferred to its last moment, then served.
+        for (i, at) in [0, 98 * MS, 200 * MS].into_iter().enumerate() {
+            s.on_arrival(
+                Arrival {
+                    id: RequestId(i as u64),
+                    model: m,
+                    slo: Some(100 * MS),
+                },
+                at,
+            );
+            while let Some(t) = s.poll_timeout() {
+                s.handle_timeout(t);
+                while let Some(a) = s.poll_action() {
+                    match a {
+                        Action::Dispatch(p) => s.on_batch_done(p.batch_id, p.exec_at + 100 * US).unwrap(),
+                        other => panic!("{other:?} at {t}"),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -26,7 +26,11 @@ pub struct BenchReport {
     /// Over problems Nexus can plan at all.
     pub nexus_over_harpagon_mean: f64,
     pub nexus_over_harpagon_max: f64,
-    /// Problems whose SLO is too tight for the 2× rule.
+    /// The seed of that maximum.
+    pub nexus_worst_seed: u64,
+    /// Problems each policy could not plan (Nexus: SLO too tight for the 2× rule).
+    pub harpagon_infeasible: usize,
+    pub optimal_infeasible: usize,
     pub nexus_infeasible: usize,
     pub harpagon_ms_p50: f64,
     pub harpagon_ms_p99: f64,
@@ -68,6 +72,8 @@ pub fn run(
     let mut subopt = Vec::new();
     let (mut vw, mut vt, mut bad_sum, mut bad_max, mut above) = (0, 0, 0.0, 0.0f64, 0);
     let mut counted = 0usize;
+    let mut failed = [0usize; 3];
+    let mut nx_seed = 0;
     for i in 0..n {
         let s = seed + i as u64;
         let p = gen::problem(s);
@@ -84,7 +90,10 @@ pub fn run(
                 harp = r.ok();
             }
         }
+        failed[0] += usize::from(costs[0].is_none());
+        failed[2] += usize::from(costs[2].is_none());
         let (Some(h), Some(o)) = (costs[0], costs[2]) else {
+            nx_inf += usize::from(costs[1].is_none());
             progress(i);
             continue;
         };
@@ -101,7 +110,10 @@ pub fn run(
             Some(x) => {
                 let r = x as f64 / h as f64;
                 nx_sum += r;
-                nx_max = nx_max.max(r);
+                if r > nx_max {
+                    nx_max = r;
+                    nx_seed = s;
+                }
                 nx_n += 1;
             }
             None => nx_inf += 1,
@@ -141,6 +153,9 @@ pub fn run(
         harpagon_over_optimal_worst: worst,
         nexus_over_harpagon_mean: nx_sum / nx_n.max(1) as f64,
         nexus_over_harpagon_max: nx_max,
+        nexus_worst_seed: nx_seed,
+        harpagon_infeasible: failed[0],
+        optimal_infeasible: failed[2],
         nexus_infeasible: nx_inf,
         harpagon_ms_p50: percentile(&mut th, 0.5),
         harpagon_ms_p99: percentile(&mut th, 0.99),

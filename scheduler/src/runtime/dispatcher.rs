@@ -8,7 +8,7 @@
 //! reject a request) and re-arms one timer for `poll_timeout`.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use baton_common::control::WorkerHello;
@@ -19,6 +19,7 @@ use super::clock::Clock;
 use super::gateway::{Gateway, Reject, Release, ServedModels, Ship};
 use super::status::{ModelStatus, Status};
 use super::telemetry;
+use super::timer::PreciseTimer;
 use crate::core::{
     Action, Arrival, BatchId, CoreConfig, LatencyTable, ModelId, ModelSpec, RequestId, Scheduler, Time, WorkerId,
 };
@@ -66,6 +67,11 @@ pub struct Done {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct SetGateway(pub Addr<Gateway>);
+
+/// The precise timer fired.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Tick;
 
 /// A status snapshot of the core.
 #[derive(Debug, Message)]
@@ -128,7 +134,9 @@ pub struct Dispatcher {
     next_worker: u64,
     batches: HashMap<BatchId, Batch>,
     by_uuid: HashMap<Uuid, BatchId>,
-    timer: Option<(Time, SpawnHandle)>,
+    /// The wake-up currently armed, and the thread that keeps it.
+    armed: Option<Time>,
+    timer: Option<PreciseTimer>,
     batches_total: u64,
     rejected: HashMap<RejectReason, u64>,
     rate_mark: (Instant, u64),
@@ -149,6 +157,7 @@ impl Dispatcher {
             next_worker: 0,
             batches: HashMap::new(),
             by_uuid: HashMap::new(),
+            armed: None,
             timer: None,
             batches_total: 0,
             rejected: HashMap::new(),
@@ -206,22 +215,15 @@ impl Dispatcher {
 
     fn arm(&mut self, ctx: &mut Context<Self>) {
         let next = self.core.poll_timeout();
-        if self.timer.as_ref().map(|t| t.0) == next {
+        if self.armed == next {
             return;
         }
-        if let Some((_, h)) = self.timer.take() {
-            ctx.cancel_future(h);
-        }
-        let Some(at) = next else { return };
-        let delay = Duration::from_nanos((at - self.clock.now()).max(0) as u64);
-        let h = ctx.run_later(delay, move |act, ctx| {
-            act.timer = None;
-            let now = act.clock.now();
-            metrics::histogram!(telemetry::DISPATCHER_LAG).record((now - at).max(0) as f64 * 1e-9);
-            act.core.handle_timeout(now);
-            act.settle(ctx);
+        self.armed = next;
+        let timer = self.timer.get_or_insert_with(|| {
+            let me = ctx.address();
+            PreciseTimer::spawn(move || me.do_send(Tick))
         });
-        self.timer = Some((at, h));
+        timer.arm(next.map(|t| self.clock.instant(t)));
     }
 
     fn model_id(&mut self, name: &str, latency: LatencyTable) -> ModelId {
@@ -270,6 +272,19 @@ fn explain(reason: RejectReason, model: &str) -> String {
 
 impl Actor for Dispatcher {
     type Context = Context<Self>;
+}
+
+impl Handler<Tick> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        let now = self.clock.now();
+        if let Some(at) = self.armed.take() {
+            metrics::histogram!(telemetry::DISPATCHER_LAG).record((now - at).max(0) as f64 * 1e-9);
+        }
+        self.core.handle_timeout(now);
+        self.settle(ctx);
+    }
 }
 
 impl Handler<SetGateway> for Dispatcher {

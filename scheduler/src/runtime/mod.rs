@@ -23,6 +23,7 @@ pub mod gateway;
 pub mod registry;
 pub mod status;
 pub mod telemetry;
+pub mod timer;
 
 use std::future::Future;
 use std::time::Duration;
@@ -112,7 +113,6 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     let mut beats = nats.subscribe(subjects::WORKER_HEARTBEAT).await?;
     let mut byes = nats.subscribe(subjects::WORKER_GOODBYE).await?;
     let mut dones = nats.subscribe(subjects::BATCH_DONE).await?;
-    let mut status = nats.subscribe(subjects::OPS_STATUS).await?;
     let reg = registry.clone();
     tokio::spawn(async move {
         while let Some(m) = hello.next().await {
@@ -151,6 +151,12 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
             }
         }
     });
+    // Data plane: drain the subscription into our bounded queue at once.
+    let mut infer = nats
+        .queue_subscribe(subjects::INFER_WILDCARD, subjects::GATEWAY_QUEUE_GROUP.to_string())
+        .await?;
+    // Status last: a scheduler that answers it is serving.
+    let mut status = nats.subscribe(subjects::OPS_STATUS).await?;
     let (disp, reg, gw, st_nats) = (dispatcher.clone(), registry.clone(), gateway.clone(), nats.clone());
     tokio::spawn(async move {
         while let Some(m) = status.next().await {
@@ -171,10 +177,6 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         }
     });
 
-    // Data plane: drain the subscription into our bounded queue at once.
-    let mut infer = nats
-        .queue_subscribe(subjects::INFER_WILDCARD, subjects::GATEWAY_QUEUE_GROUP.to_string())
-        .await?;
     let (tx, mut rx) = mpsc::channel::<Incoming>(INGEST_QUEUE);
     let limits = settings.gateway.clone();
     let ingest_out = out.clone();

@@ -1,0 +1,331 @@
+//! Baton over a real nats-server on loopback: the scheduler and worker
+//! binaries as processes, load from the library's loadgen, and the failures
+//! the runtime must survive. In every case the loadgen's counts add up
+//! (`sent = ok + rejected + errors + timeouts`) and nothing goes unanswered.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton_common::client::{Client, ClientOptions};
+use baton_common::subjects;
+use baton_common::testing::NatsServer;
+use baton_common::wire::{DType, InferRequest, RejectReason, Status, Tensor};
+use baton_scheduler::loadgen::{self, Payload, Schedule, Summary};
+use baton_scheduler::runtime::status::Status as SchedStatus;
+use baton_scheduler::sim::workload::Gap;
+
+/// A light model: l(b) = 0.2·b + 2 ms.
+const FAST: &str = "sleep#200,2000,0,0";
+
+fn bin(name: &str) -> PathBuf {
+    if name == "baton" {
+        return PathBuf::from(env!("CARGO_BIN_EXE_baton"));
+    }
+    // Sibling binaries of the workspace land next to this test's directory.
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p baton-worker` (make test does)",
+        p.display()
+    );
+    p
+}
+
+/// One cluster at a time: they measure latency, and this machine has two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Cluster {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    nats: NatsServer,
+    scheduler: Option<Child>,
+    workers: BTreeMap<String, Child>,
+    client: Client,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let serial = SERIAL.lock().await;
+        let nats = NatsServer::start().expect("nats-server (run deploy/setup/nats-server.sh)");
+        let scheduler = Some(
+            Command::new(bin("baton"))
+                .args(["scheduler", "--nats", &nats.url()])
+                .env("BATON_METRICS__LISTEN", "127.0.0.1:0")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start baton scheduler"),
+        );
+        let client = ClientOptions::new()
+            .name("test")
+            .grace(Duration::from_secs(2))
+            .connect(&nats.url())
+            .await
+            .expect("connect");
+        let c = Cluster {
+            _serial: serial,
+            nats,
+            scheduler,
+            workers: BTreeMap::new(),
+            client,
+        };
+        // Serving once it answers status (its subscriptions are in place).
+        let start = Instant::now();
+        while c.status().await.is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the scheduler never answered status"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        c
+    }
+
+    fn worker(&mut self, id: &str, profile: &str) {
+        let child = Command::new(bin("baton-worker"))
+            .args([
+                "run",
+                "--nats",
+                &self.nats.url(),
+                "--id",
+                id,
+                "--models",
+                "m",
+                "--profile",
+                profile,
+            ])
+            .args(["--input-shape", "16", "--input-dtype", "u8"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start baton-worker");
+        self.workers.insert(id.to_string(), child);
+    }
+
+    async fn status(&self) -> Option<SchedStatus> {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.client.nats().request(subjects::OPS_STATUS, "".into()),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        serde_json::from_slice::<Option<SchedStatus>>(&reply.payload).ok()?
+    }
+
+    /// Waits until the scheduler lists exactly these ready workers.
+    async fn wait_workers(&self, n: usize) {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.status().await {
+                if s.workers.iter().filter(|w| w.state == "ready").count() == n {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{n} workers never registered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, id: &str, sig: &str) {
+        let child = self.workers.get(id).expect("known worker");
+        let ok = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    async fn load(&self, rate: f64, secs: f64, slo_ms: u64) -> Summary {
+        let s = Schedule::from_rate("m", rate, Duration::from_secs_f64(secs), Gap::Exp, 7);
+        loadgen::run(&self.client, &s, &Payload::bytes(16), Duration::from_millis(slo_ms)).await
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.workers.values_mut().chain(self.scheduler.as_mut()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn adds_up(s: &Summary) {
+    assert_eq!(s.sent, s.ok + s.rejected + s.errors + s.timeouts, "{s:?}");
+}
+
+fn u8s(n: u64) -> Tensor {
+    Tensor {
+        dtype: DType::U8,
+        shape: vec![n],
+        data: vec![7; n as usize],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn steady_load_is_served_within_slo() {
+    let mut c = Cluster::start().await;
+    c.worker("w0", FAST);
+    c.wait_workers(1).await;
+    let s = c.load(200.0, 2.0, 100).await;
+    adds_up(&s);
+    assert_eq!((s.errors, s.timeouts, s.rejected), (0, 0, 0), "{s:?}");
+    assert!(s.good as f64 >= 0.99 * s.sent as f64, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_clear_rejections() {
+    let mut c = Cluster::start().await;
+    c.worker("w0", FAST);
+    c.wait_workers(1).await;
+    let slo = Duration::from_millis(100);
+    let req = |inputs| InferRequest {
+        id: Some("x".into()),
+        inputs,
+        slo_ms: Some(100.0),
+        priority: None,
+    };
+
+    let r = c.client.send("nope", &req(vec![u8s(16)]), slo).await.unwrap();
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Rejected, Some(RejectReason::UnknownModel))
+    );
+    assert!(r.error.unwrap().contains("served models: m"));
+
+    let r = c
+        .client
+        .send_raw("m", vec![0xc1, 0xff, 0x00].into(), slo)
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.reason), (Status::Rejected, Some(RejectReason::BadRequest)));
+
+    // Bytes that do not match dtype × shape.
+    let mut t = u8s(16);
+    t.data.truncate(3);
+    let r = c.client.send("m", &req(vec![t]), slo).await.unwrap();
+    assert_eq!((r.status, r.reason), (Status::Rejected, Some(RejectReason::BadRequest)));
+    assert!(r.error.unwrap().contains("16"));
+
+    // Well-formed, but not what the model takes: the worker says so.
+    let wrong = Tensor::from_f32(vec![4], &[1.0; 4]);
+    let r = c.client.send("m", &req(vec![wrong]), slo).await.unwrap();
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Rejected, Some(RejectReason::BadRequest)),
+        "{r:?}"
+    );
+
+    // A good request still works afterwards.
+    let r = c.client.send("m", &req(vec![u8s(16)]), slo).await.unwrap();
+    assert_eq!(r.status, Status::Ok, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_worker_loses_only_what_it_was_running() {
+    let mut c = Cluster::start().await;
+    c.worker("w0", FAST);
+    c.worker("w1", FAST);
+    c.wait_workers(2).await;
+    let load = c.load(300.0, 4.0, 100);
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        c.signal("w0", "-KILL");
+    };
+    let (s, ()) = tokio::join!(load, kill);
+    adds_up(&s);
+    assert_eq!((s.errors, s.timeouts), (0, 0), "{s:?}");
+    for reason in s.rejected_by_reason.keys() {
+        assert!(reason == "worker_lost" || reason == "deadline_unattainable", "{s:?}");
+    }
+    // Detection takes worker_dead_after_ms (750 ms); the rest flows.
+    assert!(s.ok as f64 >= 0.6 * s.sent as f64, "{s:?}");
+    let after = c.load(300.0, 1.0, 100).await;
+    assert_eq!(after.ok, after.sent, "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_draining_worker_loses_nothing() {
+    let mut c = Cluster::start().await;
+    c.worker("w0", FAST);
+    c.worker("w1", FAST);
+    c.wait_workers(2).await;
+    let load = c.load(300.0, 3.0, 100);
+    let drain = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        c.signal("w0", "-TERM");
+    };
+    let (s, ()) = tokio::join!(load, drain);
+    adds_up(&s);
+    assert_eq!((s.errors, s.timeouts, s.rejected), (0, 0, 0), "{s:?}");
+    assert_eq!(s.ok, s.sent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_worker_joins_and_takes_load() {
+    let mut c = Cluster::start().await;
+    // Nobody serves `m` yet.
+    let r = c
+        .client
+        .send(
+            "m",
+            &InferRequest {
+                inputs: vec![u8s(16)],
+                ..InferRequest::default()
+            },
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.reason, Some(RejectReason::UnknownModel));
+    c.worker("late", FAST);
+    c.wait_workers(1).await;
+    let s = c.load(200.0, 1.0, 100).await;
+    adds_up(&s);
+    assert_eq!(s.ok, s.sent, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overload_is_shed_fast_and_admitted_requests_keep_their_slo() {
+    let mut c = Cluster::start().await;
+    // l(b) = b + 10 ms: at a 100 ms SLO one worker carries about 800 req/s.
+    c.worker("w0", "sleep#1000,10000,0,0");
+    c.wait_workers(1).await;
+    let s = c.load(2400.0, 3.0, 100).await;
+    adds_up(&s);
+    assert_eq!((s.errors, s.timeouts), (0, 0), "{s:?}");
+    assert!(s.rejected as f64 > 0.3 * s.sent as f64, "{s:?}");
+    for reason in s.rejected_by_reason.keys() {
+        assert!(reason == "overloaded" || reason == "deadline_unattainable", "{s:?}");
+    }
+    assert!(
+        s.good as f64 >= 0.97 * s.ok as f64,
+        "admitted requests missed their SLO: {s:?}"
+    );
+    assert!(s.ok > 1000, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_resumes_after_nats_restarts() {
+    let mut c = Cluster::start().await;
+    c.worker("w0", FAST);
+    c.wait_workers(1).await;
+    let before = c.load(100.0, 1.0, 100).await;
+    assert_eq!(before.ok, before.sent, "{before:?}");
+    c.nats.restart().expect("restart nats-server");
+    // Clients, scheduler and worker reconnect on their own; the registry
+    // may have declared the worker dead meanwhile and takes it back.
+    c.wait_workers(1).await;
+    let after = c.load(100.0, 1.0, 100).await;
+    adds_up(&after);
+    assert_eq!(after.ok, after.sent, "{after:?}");
+}
