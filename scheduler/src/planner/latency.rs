@@ -110,7 +110,8 @@ impl Overheads {
 }
 
 impl Default for Overheads {
-    /// Baton's default dispatcher settings (δ_ctrl 100 µs, δ_data 50 µs, ε 100 µs).
+    /// The constants of Baton's default dispatcher settings ([`crate::core::CoreConfig::default`]), so a
+    /// plan matches the runtime it will run in (and `--verify`, which simulates with the same ones).
     fn default() -> Self {
         Overheads::from_deltas(&crate::core::CoreConfig::default().deltas)
     }

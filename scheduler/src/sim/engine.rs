@@ -22,7 +22,10 @@ use super::policy::{Policy, SimModel};
 use super::workload::{self, Trace, Workload};
 use crate::core::{Action, Arrival, BatchId, CoreConfig, LatencyTable, ModelId, RequestId, Time, WorkerId, MS};
 
-/// Emulated GPUs' deviation from the profile.
+/// Emulated GPUs' deviation from the profile. Batches run `mean(b)·(1 +
+/// cv·z)`, z standard normal; the policies plan with the profile a profiler
+/// would have measured, `L(b) = mean + std = mean·(1 + cv)` (see
+/// `run_named`). Stragglers are not in the profile: that is the error.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Jitter {
     /// Relative standard deviation of a batch's duration (0: exact).

@@ -84,6 +84,16 @@ pub fn run_named(w: &Workload, name: &str, policy: &str, opts: &SimOptions) -> R
     // Static planners are told the rate they will see.
     let scaled = w.scaled(opts.rate_multiplier);
     let mut models = engine::sim_models(&scaled);
+    // The profile a profiler would have measured under this noise: L(b) is
+    // mean + std (DESIGN §4), and the emulated GPUs draw around the mean.
+    if opts.jitter.cv > 0.0 {
+        for m in &mut models {
+            let l = m.latency.clone();
+            m.latency = crate::core::LatencyTable::from_fn(l.max_batch(), |b| {
+                (l.get(b) as f64 * (1.0 + opts.jitter.cv)).round() as crate::core::Time
+            });
+        }
+    }
     if let Some(t) = &opts.trace {
         let rps = t.mean_rate() * opts.rate_multiplier / models.len().max(1) as f64;
         for m in &mut models {
