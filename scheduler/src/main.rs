@@ -35,6 +35,8 @@ enum Command {
     Scheduler(baton_scheduler::runtime::cli::SchedulerArgs),
     /// Show a running scheduler's workers, queues and drops.
     Status(baton_scheduler::runtime::cli::StatusArgs),
+    /// A trivial NATS responder for a model (the raw request/reply baseline).
+    Echo(baton_scheduler::runtime::cli::EchoArgs),
     /// Send open-loop load to a running Baton and count every reply.
     Loadgen(baton_scheduler::runtime::cli::LoadgenArgs),
     /// Plan the cheapest fleet that keeps every app within its SLO (Harpagon).
@@ -140,6 +142,7 @@ fn main() -> Result<()> {
         Command::Scheduler(a) => baton_scheduler::runtime::cli::scheduler(a),
         Command::Status(a) => baton_scheduler::runtime::cli::status(a),
         Command::Loadgen(a) => baton_scheduler::runtime::cli::loadgen(a),
+        Command::Echo(a) => baton_scheduler::runtime::cli::echo(a),
         Command::Config => {
             print!("{}", baton_common::settings::Settings::documented_defaults());
             Ok(())

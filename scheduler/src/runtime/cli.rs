@@ -85,6 +85,41 @@ pub struct LoadgenArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct EchoArgs {
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Answer requests for this model.
+    #[arg(long)]
+    pub model: String,
+}
+
+/// A trivial responder on `baton.infer.<model>`: decodes each request and
+/// answers `ok` at once, with no scheduling. The loadgen against it
+/// measures the NATS request/reply ceiling Baton is compared with.
+pub fn echo(a: EchoArgs) -> Result<()> {
+    use baton_common::wire::{self, InferReply, InferRequest, Timings};
+    use futures::StreamExt;
+    runtime()?.block_on(async {
+        let client = ClientOptions::new().name("baton-echo").connect(&a.nats).await?;
+        let nats = client.nats().clone();
+        let mut sub = nats
+            .queue_subscribe(subjects::infer(&a.model), subjects::GATEWAY_QUEUE_GROUP.to_string())
+            .await?;
+        eprintln!("answering {} on {}", subjects::infer(&a.model), a.nats);
+        while let Some(m) = sub.next().await {
+            let Some(reply) = m.reply else { continue };
+            let id = wire::decode::<InferRequest>(&m.payload)
+                .ok()
+                .and_then(|r| r.id)
+                .unwrap_or_default();
+            let body = wire::encode(&InferReply::ok(id, vec![], Timings::default()));
+            nats.publish(reply, body.into()).await?;
+        }
+        Ok(())
+    })
+}
+
 /// Logging for the long-running commands: RUST_LOG, else the settings' level.
 pub fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
