@@ -139,6 +139,20 @@ impl Handler<Incoming> for Gateway {
     type Result = ();
 
     fn handle(&mut self, m: Incoming, _: &mut Context<Self>) {
+        // Under overload a request can spend its whole SLO in the intake
+        // queue; answer it now rather than let it time out at the client.
+        let waited = self.clock.now() - m.received;
+        if waited >= m.slo {
+            metrics::counter!(telemetry::REJECTED, "model" => m.model.clone(), "reason" => "overloaded").increment(1);
+            let msg = format!(
+                "the request waited {} ms in the gateway's intake, its whole SLO; the scheduler is overloaded",
+                waited / 1_000_000
+            );
+            let _ = self
+                .out
+                .send(rejection(&m.reply_to, m.client_id, RejectReason::Overloaded, msg));
+            return;
+        }
         let Some(&model) = self.served.get(&m.model) else {
             let mut known: Vec<&str> = self.served.keys().map(String::as_str).collect();
             known.sort_unstable();
