@@ -22,10 +22,10 @@
 use std::collections::VecDeque;
 
 use crate::core::queue::{Entry, Queue};
-use crate::core::{Action, Arrival, BatchId, CoreConfig, Deltas, LatencyTable, RejectReason, Time, WorkerId};
+use crate::core::{Action, Arrival, BatchId, CoreConfig, Deltas, LatencyTable, Time, WorkerId};
 use crate::sim::policy::{Policy, SimModel};
 
-use super::{deadline_of, drop_hopeless, largest_feasible, take_edf, Gpus};
+use super::{admit, deadline_of, drop_hopeless, largest_feasible, take_edf, Gpus};
 
 /// Knobs of [`Eager`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,21 +121,13 @@ impl Policy for Eager {
     }
 
     fn on_arrival(&mut self, a: Arrival, now: Time) {
-        let reason = if self.gpus.len() == 0 {
-            RejectReason::Overloaded
-        } else if let Some(m) = self.models.get_mut(a.model.0 as usize) {
-            let deadline = deadline_of(now, a.slo.unwrap_or(m.slo), &self.deltas);
-            m.queue.push(Entry { deadline, id: a.id });
-            self.pump(now);
+        let Some(i) = admit(&a, self.gpus.len(), self.models.len(), &mut self.actions) else {
             return;
-        } else {
-            RejectReason::UnknownModel
         };
-        self.actions.push_back(Action::Reject {
-            request: a.id,
-            model: a.model,
-            reason,
-        });
+        let m = &mut self.models[i];
+        let deadline = deadline_of(now, a.slo.unwrap_or(m.slo), &self.deltas);
+        m.queue.push(Entry { deadline, id: a.id });
+        self.pump(now);
     }
 
     fn on_batch_done(&mut self, batch: BatchId, _worker: WorkerId, now: Time) {
@@ -165,6 +157,7 @@ impl Policy for Eager {
 mod tests {
     use super::super::harness::{self, Fate};
     use super::*;
+    use crate::core::RejectReason;
     use crate::core::{ModelId, MS};
 
     fn cfg() -> CoreConfig {

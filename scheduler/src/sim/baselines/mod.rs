@@ -25,7 +25,9 @@ pub use triton::{Triton, TritonParams};
 use std::collections::{HashMap, VecDeque};
 
 use crate::core::queue::{Entry, Queue};
-use crate::core::{Action, BatchId, BatchPlan, Deltas, LatencyTable, ModelId, RejectReason, RequestId, Time, WorkerId};
+use crate::core::{
+    Action, Arrival, BatchId, BatchPlan, Deltas, LatencyTable, ModelId, RejectReason, RequestId, Time, WorkerId,
+};
 
 /// The largest batch `b` with `L(b) ≤ budget` (at least 1): with
 /// `budget = (SLO − δ_resp) / 2` this is Nexus' "2×" rule, which leaves a
@@ -140,6 +142,24 @@ impl Gpus {
 }
 
 /// The deadline of a request arriving at `now`: its SLO minus the reply reserve.
+/// Where an arriving request goes: model `i`'s queue (`Some(i)`), or a
+/// rejection queued on `actions` (no GPUs at all, or an unknown model).
+pub(crate) fn admit(a: &Arrival, gpus: usize, models: usize, actions: &mut VecDeque<Action>) -> Option<usize> {
+    let reason = if gpus == 0 {
+        RejectReason::Overloaded
+    } else if (a.model.0 as usize) < models {
+        return Some(a.model.0 as usize);
+    } else {
+        RejectReason::UnknownModel
+    };
+    actions.push_back(Action::Reject {
+        request: a.id,
+        model: a.model,
+        reason,
+    });
+    None
+}
+
 pub(crate) fn deadline_of(now: Time, slo: Time, deltas: &Deltas) -> Time {
     now + slo - deltas.resp
 }

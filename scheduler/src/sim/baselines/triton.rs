@@ -25,7 +25,7 @@ use crate::core::{
 };
 use crate::sim::policy::{Policy, SimModel};
 
-use super::{deadline_of, largest_batch_within, Gpus};
+use super::{admit, deadline_of, largest_batch_within, Gpus};
 
 /// One model's dynamic-batcher settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,25 +164,17 @@ impl Policy for Triton {
     }
 
     fn on_arrival(&mut self, a: Arrival, now: Time) {
-        let reason = if self.gpus.len() == 0 {
-            RejectReason::Overloaded
-        } else if let Some(m) = self.models.get_mut(a.model.0 as usize) {
-            let deadline = deadline_of(now, a.slo.unwrap_or(m.slo), &self.deltas);
-            m.queue.push_back(Waiting {
-                id: a.id,
-                arrival: now,
-                deadline,
-            });
-            self.pump(now);
+        let Some(i) = admit(&a, self.gpus.len(), self.models.len(), &mut self.actions) else {
             return;
-        } else {
-            RejectReason::UnknownModel
         };
-        self.actions.push_back(Action::Reject {
-            request: a.id,
-            model: a.model,
-            reason,
+        let m = &mut self.models[i];
+        let deadline = deadline_of(now, a.slo.unwrap_or(m.slo), &self.deltas);
+        m.queue.push_back(Waiting {
+            id: a.id,
+            arrival: now,
+            deadline,
         });
+        self.pump(now);
     }
 
     fn on_batch_done(&mut self, batch: BatchId, _worker: WorkerId, now: Time) {
