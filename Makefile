@@ -51,3 +51,19 @@ bench-sim: build
 	  $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) --plot docs/plots/$$w.svg; \
 	done
 	$(BATON) sim --workload ../shared/workloads/scale-1000gpu.yaml --policy symphony --json > target/bench-sim/scale-1000gpu.jsonl
+
+## libtorch (issue 6): install libtorch 2.13.0 from PyPI into ~/.cache/baton/torch-venv once, then
+## build the worker with the `torch` feature against it. The default build never needs libtorch.
+TORCH_VENV ?= $(HOME)/.cache/baton/torch-venv
+TORCH_ENV = LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV=$(TORCH_VENV) PATH=$(TORCH_VENV)/bin:$$PATH
+
+.PHONY: torch test-torch torch-setup
+
+torch-setup: setup
+	deploy/setup/libtorch.sh >/dev/null
+
+torch: torch-setup
+	$(TORCH_ENV) $(CARGO) build --release -p baton-worker --features torch
+
+test-torch: torch-setup
+	$(TORCH_ENV) $(CARGO) test -p baton-worker --features torch

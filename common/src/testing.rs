@@ -9,6 +9,7 @@ use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ pub struct NatsServer {
     binary: PathBuf,
     port: u16,
     args: Vec<String>,
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
 }
 
 /// Where the nats-server binary is, if anywhere.
@@ -53,7 +54,7 @@ impl NatsServer {
             binary,
             port,
             args: args.iter().map(|a| a.to_string()).collect(),
-            child: None,
+            child: Mutex::new(None),
         };
         s.spawn()?;
         Ok(s)
@@ -63,14 +64,14 @@ impl NatsServer {
         Self::start_with(&[])
     }
 
-    fn spawn(&mut self) -> io::Result<()> {
+    fn spawn(&self) -> io::Result<()> {
         let child = Command::new(&self.binary)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        self.child = Some(child);
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if start.elapsed() > Duration::from_secs(10) {
@@ -93,15 +94,15 @@ impl NatsServer {
     }
 
     /// Kills the server (clients see the connection drop).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+    pub fn stop(&self) {
+        if let Some(mut c) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
     /// Starts it again on the same port.
-    pub fn restart(&mut self) -> io::Result<()> {
+    pub fn restart(&self) -> io::Result<()> {
         self.stop();
         self.spawn()
     }

@@ -7,7 +7,8 @@
 //! - [`assembly`] — pairs each plan with its per-request inputs (sans-IO).
 //! - [`executor`] — the execution thread owning the backend.
 //! - [`answer`] — turns each batch's outcome into exactly one reply per request and a `BatchDone`.
-//! - [`backend`], [`emulated`] — the execution backends.
+//! - [`backend`], [`emulated`], `torch` (feature `torch`) — the execution backends.
+//! - [`profiler`] — measures a model's `L(b)` on a backend and writes a profile.
 
 pub mod answer;
 pub mod assembly;
@@ -15,7 +16,10 @@ pub mod backend;
 pub mod emulated;
 pub mod executor;
 pub mod inbox;
+pub mod profiler;
 pub mod runtime;
+#[cfg(feature = "torch")]
+pub mod torch;
 
 pub use emulated::{checksum, EmulatedBackend, EmulatedModel};
 pub use runtime::{run, WorkerConfig, WorkerError};

@@ -10,6 +10,9 @@ use baton_worker::backend::InputSpec;
 use baton_worker::{EmulatedBackend, EmulatedModel, WorkerConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[cfg(feature = "torch")]
+mod torch_cli;
+
 #[derive(Debug, Parser)]
 #[command(name = "baton-worker", version, about = "Baton worker: runs batches on one device")]
 struct Cli {
@@ -41,19 +44,33 @@ enum Command {
         /// This worker's id (unique in the deployment).
         #[arg(long)]
         id: String,
-        /// Models to serve (comma-separated or repeated).
-        #[arg(long, value_delimiter = ',', required = true)]
+        /// Models to serve with the emulated backend (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',', required_unless_present = "model")]
         models: Vec<String>,
+        /// Torch backend models as `NAME=SOURCE`: an architecture (resnet18, resnet34, resnet50,
+        /// mobilenet_v2, efficientnet_b0) with seeded random weights, `ARCH@WEIGHTS` for weights
+        /// from a file, or a TorchScript `.pt` path. Repeatable.
+        #[arg(long)]
+        model: Vec<String>,
+        /// Torch backend device: `cpu`, `cuda` or `cuda:N`.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Torch backend intra-op threads (default: every available core).
+        #[arg(long)]
+        threads: Option<usize>,
         #[arg(long, value_enum, default_value = "emulated")]
         backend: BackendKind,
         /// Latency profile for the emulated backend: a `.toml`/`.json` profile file or a
         /// `sleep#slope_us,intercept_us,pre_us,post_us` spec. `MODEL=SOURCE` sets one model's
-        /// profile; a bare SOURCE is for every model without its own. Repeatable.
+        /// profile; a bare SOURCE is for every model without its own. Repeatable. With the torch
+        /// backend it is the profile announced to the scheduler (`baton-worker profile`'s output);
+        /// models without one get a quick profile measured at start-up.
         #[arg(long)]
         profile: Vec<String>,
-        /// Largest batch of profiles given as `sleep#…` specs.
-        #[arg(long, default_value_t = DEFAULT_SPEC_MAX_BATCH)]
-        max_batch: u32,
+        /// Largest batch of profiles given as `sleep#…` specs (default 256), and of torch models
+        /// without a profile file (default 8).
+        #[arg(long)]
+        max_batch: Option<u32>,
         /// Hardware class reported to the scheduler.
         #[arg(long, default_value = "cpu")]
         hardware: String,
@@ -71,7 +88,44 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
+    /// Measure a torch model's batch latency L(b), b = 1..max-batch, and write a profile file
+    /// (TOML or JSON by extension) for the scheduler, planner and simulator.
+    Profile {
+        /// `NAME=SOURCE` as in `run --model`, or just an architecture (`resnet18`).
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 8)]
+        max_batch: u32,
+        /// Output file: `.toml` or `.json`.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Hardware class recorded in the profile (default: the device).
+        #[arg(long)]
+        hardware: Option<String>,
+        /// Timed runs per batch size.
+        #[arg(long, default_value_t = 10)]
+        repeats: u32,
+        /// Untimed runs per batch size before the timed ones.
+        #[arg(long, default_value_t = 2)]
+        warmup: u32,
+        /// Intra-op threads (default: every available core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Shape of the model's one input per request, without the batch dimension.
+        #[arg(long, default_value = "3,224,224")]
+        input_shape: String,
+        #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+        input_dtype: DType,
+    },
 }
+
+/// What to say when this binary was built without libtorch.
+#[cfg(not(feature = "torch"))]
+const NO_TORCH: &str = "this baton-worker was built without libtorch: build it with `make torch` \
+     (or `deploy/setup/libtorch.sh` then `LIBTORCH_USE_PYTORCH=1 PATH=~/.cache/baton/torch-venv/bin:$PATH \
+     cargo build -p baton-worker --features torch`)";
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -80,6 +134,9 @@ fn main() -> Result<()> {
             nats,
             id,
             models,
+            model,
+            device,
+            threads,
             backend,
             profile,
             max_batch,
@@ -92,7 +149,20 @@ fn main() -> Result<()> {
             init_logging(log_format);
             baton_common::subjects::validate_token(&id)
                 .map_err(|e| anyhow::anyhow!("--id `{id}` cannot be used in a NATS subject: {e}"))?;
-            for m in &models {
+            #[cfg(feature = "torch")]
+            let torch_models = torch_cli::parse_models(&model)?;
+            #[cfg(not(feature = "torch"))]
+            let torch_models: Vec<(String, String)> = Vec::new();
+            let names: Vec<String> = match backend {
+                BackendKind::Torch => torch_models.iter().map(|(n, _)| n.clone()).collect(),
+                BackendKind::Emulated => {
+                    if !model.is_empty() {
+                        bail!("--model NAME=SOURCE is for --backend torch; the emulated backend takes --models");
+                    }
+                    models.clone()
+                }
+            };
+            for m in &names {
                 baton_common::subjects::validate_token(m)
                     .map_err(|e| anyhow::anyhow!("--models: `{m}` cannot be used in a NATS subject: {e}"))?;
             }
@@ -100,12 +170,31 @@ fn main() -> Result<()> {
                 bail!("--heartbeat-ms must be at least 1");
             }
             let backend: Box<dyn baton_worker::backend::Backend> = match backend {
-                BackendKind::Torch => bail!(
-                    "--backend torch is not available yet: the libtorch backend arrives with issue 6; \
-                     use --backend emulated --profile FILE for now"
-                ),
+                #[cfg(not(feature = "torch"))]
+                BackendKind::Torch => {
+                    let _ = (&device, threads, &torch_models);
+                    bail!("--backend torch: {NO_TORCH}")
+                }
+                #[cfg(feature = "torch")]
+                BackendKind::Torch => {
+                    if torch_models.is_empty() {
+                        bail!(
+                            "--backend torch needs at least one --model NAME=SOURCE (e.g. --model resnet18=resnet18)"
+                        );
+                    }
+                    let inputs = parse_inputs(&input_shape, input_dtype)?;
+                    let profiles = resolve_torch_profiles(&names, &profile)?;
+                    Box::new(torch_cli::backend(
+                        &torch_models,
+                        &device,
+                        threads,
+                        max_batch.unwrap_or(8),
+                        &inputs,
+                        profiles,
+                    )?)
+                }
                 BackendKind::Emulated => {
-                    let profiles = resolve_profiles(&models, &profile, max_batch)?;
+                    let profiles = resolve_profiles(&models, &profile, max_batch.unwrap_or(DEFAULT_SPEC_MAX_BATCH))?;
                     let inputs = parse_inputs(&input_shape, input_dtype)?;
                     Box::new(EmulatedBackend::new(models.iter().map(|name| EmulatedModel {
                         name: name.clone(),
@@ -123,7 +212,55 @@ fn main() -> Result<()> {
             rt.block_on(baton_worker::run(config, backend, shutdown_signal()))?;
             Ok(())
         }
+        #[cfg(not(feature = "torch"))]
+        Command::Profile { .. } => bail!("profile: {NO_TORCH}"),
+        #[cfg(feature = "torch")]
+        Command::Profile {
+            model,
+            device,
+            max_batch,
+            out,
+            hardware,
+            repeats,
+            warmup,
+            threads,
+            input_shape,
+            input_dtype,
+        } => {
+            let inputs = parse_inputs(&input_shape, input_dtype)?;
+            torch_cli::profile(torch_cli::ProfileArgs {
+                model: &model,
+                device: &device,
+                max_batch,
+                out: &out,
+                hardware: hardware.as_deref(),
+                repeats,
+                warmup,
+                threads,
+                inputs,
+            })
+        }
     }
+}
+
+/// Per-model profiles for the torch backend: only `MODEL=FILE` entries (a missing one is
+/// measured at start-up).
+#[cfg(feature = "torch")]
+fn resolve_torch_profiles(models: &[String], args: &[String]) -> Result<HashMap<String, Profile>> {
+    let mut out = HashMap::new();
+    for arg in args {
+        let Some((model, file)) = arg.split_once('=') else {
+            bail!("--profile {arg}: with --backend torch give MODEL=FILE (a profile from `baton-worker profile`)");
+        };
+        if !models.iter().any(|m| m == model) {
+            bail!(
+                "--profile {arg}: model `{model}` is not among the --model names ({})",
+                models.join(", ")
+            );
+        }
+        out.insert(model.to_string(), Profile::load(file)?);
+    }
+    Ok(out)
 }
 
 fn init_logging(format: LogFormat) {

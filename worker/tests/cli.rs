@@ -87,10 +87,24 @@ fn run_expecting_failure(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+#[cfg(not(feature = "torch"))]
 #[test]
-fn torch_is_refused_until_issue_6() {
-    let err = run_expecting_failure(&["--id", "w", "--models", "m", "--backend", "torch"]);
-    assert!(err.contains("issue 6"), "{err}");
+fn torch_without_the_feature_says_how_to_build_it() {
+    let err = run_expecting_failure(&["--id", "w", "--model", "m=resnet18", "--backend", "torch"]);
+    assert!(err.contains("make torch") && err.contains("--features torch"), "{err}");
+    let out = Command::new(BIN)
+        .args(["profile", "--model", "resnet18", "--out", "p.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("make torch"), "{err}");
+}
+
+#[test]
+fn torch_models_are_not_for_the_emulated_backend() {
+    let err = run_expecting_failure(&["--id", "w", "--model", "m=resnet18"]);
+    assert!(err.contains("--backend torch"), "{err}");
 }
 
 #[test]
