@@ -50,7 +50,7 @@ impl NatsServer {
             )
         })?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut s = Self {
+        let s = Self {
             binary,
             port,
             args: args.iter().map(|a| a.to_string()).collect(),
