@@ -275,8 +275,9 @@ impl TorchBackend {
             )));
         }
         let per_item: usize = dims[1..].iter().product::<i64>() as usize;
-        let mut values = vec![0f32; per_item * n as usize];
-        out.f_copy_data(&mut values, values.len()).map_err(failed)?;
+        let numel = per_item * n as usize;
+        let mut values = vec![0f32; numel];
+        out.f_copy_data(&mut values, numel).map_err(failed)?;
         let shape: Vec<u64> = dims[1..].iter().map(|&d| d as u64).collect();
         Ok(values
             .chunks(per_item.max(1))
