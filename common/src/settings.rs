@@ -191,6 +191,9 @@ pub struct SchedulerSettings {
     /// A worker whose heartbeats stop for this long is declared dead, in ms. Default `750`
     /// (three 250 ms heartbeats).
     pub worker_dead_after_ms: u64,
+    /// Weight of each finished batch when correcting a model's profile from what batches
+    /// really take (an EWMA of actual / profiled; 0 turns correction off). Default `0.05`.
+    pub profile_ewma: f64,
 }
 
 impl Default for SchedulerSettings {
@@ -206,6 +209,7 @@ impl Default for SchedulerSettings {
             rate_bucket_ms: 50,
             rate_window_ms: 5000,
             worker_dead_after_ms: 750,
+            profile_ewma: 0.05,
         }
     }
 }
@@ -319,6 +323,10 @@ const SECTIONS: &[(&str, &str, KeyDocs)] = &[
             (
                 "worker_dead_after_ms",
                 "A worker silent this long (no heartbeat) is declared dead, in ms.",
+            ),
+            (
+                "profile_ewma",
+                "Weight of each finished batch in correcting a profile online (0: off).",
             ),
         ],
     ),
@@ -506,6 +514,12 @@ impl Settings {
                     "{} must be a positive multiple of scheduler.rate_bucket_ms ({})",
                     s.rate_window_ms, s.rate_bucket_ms
                 ),
+            );
+        }
+        if !(0.0..=1.0).contains(&s.profile_ewma) {
+            return rule(
+                "scheduler.profile_ewma",
+                format!("{} must be between 0 (off) and 1", s.profile_ewma),
             );
         }
         let g = &self.gateway;
@@ -859,7 +873,7 @@ mod tests {
         assert!(
             msg.ends_with(
                 "known keys in [scheduler]: delta_ctrl_us, delta_data_us, delta_resp_us, \
-                 epsilon_us, drop_policy, condition, gpu_choice, rate_bucket_ms, rate_window_ms, worker_dead_after_ms"
+                 epsilon_us, drop_policy, condition, gpu_choice, rate_bucket_ms, rate_window_ms, worker_dead_after_ms, profile_ewma"
             ),
             "{msg}"
         );

@@ -69,6 +69,13 @@ struct SimArgs {
     /// Multiply every rate of the workload.
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
+    /// Policies plan with the profile times this factor (0.5: batches take twice what the
+    /// profile says), to measure online profile correction.
+    #[arg(long, default_value_t = 1.0)]
+    profile_error: f64,
+    /// Weight of each batch in the core's online profile correction (0: off).
+    #[arg(long)]
+    profile_ewma: Option<f64>,
     /// Search the highest rate multiplier with bad rate ≤ --bad-rate.
     #[arg(long)]
     max_goodput: bool,
@@ -248,11 +255,23 @@ fn sim_cmd(a: SimArgs) -> Result<()> {
             Some(Arc::new(t))
         }
     };
+    if !(a.profile_error.is_finite() && a.profile_error > 0.0) {
+        bail!("--profile-error must be a positive factor (got {})", a.profile_error);
+    }
+    let mut config = SimOptions::default().config;
+    if let Some(e) = a.profile_ewma {
+        if !(0.0..=1.0).contains(&e) {
+            bail!("--profile-ewma must be between 0 (off) and 1 (got {e})");
+        }
+        config.profile_ewma = e;
+    }
     let opts = SimOptions {
         gpus: a.gpus,
         seed: a.seed,
         jitter,
         rate_multiplier: a.rate,
+        profile_error: a.profile_error,
+        config,
         trace,
         ..SimOptions::default()
     };

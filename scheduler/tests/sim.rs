@@ -115,3 +115,26 @@ fn unknown_policy_names_the_known_ones() {
     let e = run_named(&w, "const", "clockwork", &SimOptions::default()).unwrap_err();
     assert!(e.to_string().contains("symphony, symphony-eager"), "{e}");
 }
+
+/// The profile says batches take half what they do. Without online
+/// correction the deferred core plans every batch to finish late; with it,
+/// the factor converges during warm-up and goodput recovers.
+#[test]
+fn a_profile_off_by_two_is_corrected_online() {
+    let w = shared("resnet-8gpu-poisson.yaml");
+    let wrong = |ewma: f64| SimOptions {
+        profile_error: 0.5,
+        config: baton_scheduler::core::CoreConfig {
+            profile_ewma: ewma,
+            ..baton_scheduler::core::CoreConfig::paper()
+        },
+        ..SimOptions::default()
+    };
+    let truth = run_named(&w, "poisson", "symphony", &SimOptions::default()).unwrap();
+    let stale = run_named(&w, "poisson", "symphony", &wrong(0.0)).unwrap();
+    let fixed = run_named(&w, "poisson", "symphony", &wrong(0.05)).unwrap();
+    assert!(truth.bad_rate < 0.01, "{truth:?}");
+    assert!(stale.bad_rate > 0.5, "uncorrected: {stale:?}");
+    assert!(fixed.bad_rate < 0.01, "corrected: {fixed:?}");
+    assert!(fixed.goodput_rps > 0.98 * truth.goodput_rps, "{fixed:?} vs {truth:?}");
+}

@@ -37,6 +37,8 @@ pub struct CoreConfig {
     pub gpu_choice: GpuChoice,
     pub rate_bucket: Time,
     pub rate_window: Time,
+    /// Weight of each finished batch in the profile correction (0: off).
+    pub profile_ewma: f64,
 }
 
 impl Default for CoreConfig {
@@ -76,6 +78,7 @@ impl CoreConfig {
             gpu_choice: s.gpu_choice,
             rate_bucket: s.rate_bucket_ms as Time * MS,
             rate_window: s.rate_window_ms as Time * MS,
+            profile_ewma: s.profile_ewma,
         }
     }
 }
@@ -357,6 +360,28 @@ impl Scheduler {
         // Parked candidates may have just lost their last possible worker.
         self.retry_parked(now);
         Ok(())
+    }
+
+    /// Like [`Scheduler::on_batch_done`], with how long the batch really
+    /// ran: the model's latency table is corrected towards it (see
+    /// `latency.rs`), and its target batch size follows.
+    pub fn on_batch_done_after(&mut self, batch: BatchId, exec: Time, now: Time) -> Result<(), CoreError> {
+        if self.cfg.profile_ewma > 0.0 {
+            if let Some(fl) = self.inflight.get(&batch) {
+                let state = &mut self.models[fl.model.0 as usize];
+                state
+                    .spec
+                    .latency
+                    .observe(fl.requests.len() as u32, exec, self.cfg.profile_ewma);
+                retarget(&self.cfg, state);
+            }
+        }
+        self.on_batch_done(batch, now)
+    }
+
+    /// The correction factor (actual / profiled) of `m`'s latency table.
+    pub fn latency_factor(&self, m: ModelId) -> Option<f64> {
+        self.models.get(m.0 as usize).map(|s| s.spec.latency.factor())
     }
 
     /// Stops giving `w` new batches; what it already has stays in flight

@@ -407,7 +407,7 @@ impl Handler<Done> for Dispatcher {
             self.deltas.add(b_size, delay_us);
             metrics::histogram!(telemetry::PLAN_TO_START).record(delay_us * 1e-6);
         }
-        let _ = self.core.on_batch_done(id, now);
+        let _ = self.core.on_batch_done_after(id, d.exec_us as Time * 1000, now);
         if let Some(gw) = &self.gateway {
             gw.do_send(Release(b.requests));
         }

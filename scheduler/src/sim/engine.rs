@@ -70,6 +70,9 @@ pub struct SimOptions {
     pub config: CoreConfig,
     /// Multiplies every rate of the workload (or of the trace).
     pub rate_multiplier: f64,
+    /// Policies plan with the workload's profile times this factor (1: the
+    /// truth), to measure how a wrong or stale profile is corrected online.
+    pub profile_error: f64,
     /// Replay these arrival times (ns from 0) instead of the workload's
     /// arrival processes, spread uniformly over its models. The first
     /// [`TRACE_WARMUP`] of the trace is warm-up; the rest is measured.
@@ -87,6 +90,7 @@ impl Default for SimOptions {
             jitter: Jitter::default(),
             config: CoreConfig::paper(),
             rate_multiplier: 1.0,
+            profile_error: 1.0,
             trace: None,
         }
     }
@@ -112,6 +116,8 @@ pub fn sim_models(w: &Workload) -> Vec<SimModel> {
 struct Running {
     worker: usize,
     requests: Vec<RequestId>,
+    /// How long the batch really ran.
+    exec: Time,
 }
 
 /// Requests not answered yet, indexed by id (ids are dense and mostly
@@ -215,7 +221,7 @@ pub fn run(w: &Workload, workload_name: &str, policy: &mut dyn Policy, opts: &Si
                     rec.finished(arrival, deadline, now);
                 }
             }
-            policy.on_batch_done(batch, WorkerId(r.worker as u64), now);
+            policy.on_batch_done(batch, WorkerId(r.worker as u64), r.exec, now);
         } else if tt == now && tt != Time::MAX {
             policy.handle_timeout(now);
         } else {
@@ -235,7 +241,8 @@ pub fn run(w: &Workload, workload_name: &str, policy: &mut dyn Policy, opts: &Si
                     let w = p.worker.0 as usize;
                     let lat = &models[p.model.0 as usize].latency;
                     let begin = p.exec_at.max(p.sent_at + deltas.lead(b)).max(gpu_free[w]);
-                    let finish = begin + opts.jitter.duration(lat.get(b), &mut rng);
+                    let exec = opts.jitter.duration(lat.get(b), &mut rng);
+                    let finish = begin + exec;
                     gpu_free[w] = finish;
                     rec.batch(w, b, begin, finish);
                     done.push(Reverse((finish, p.batch_id)));
@@ -244,6 +251,7 @@ pub fn run(w: &Workload, workload_name: &str, policy: &mut dyn Policy, opts: &Si
                         Running {
                             worker: w,
                             requests: p.requests,
+                            exec,
                         },
                     );
                 }

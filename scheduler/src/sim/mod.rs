@@ -86,12 +86,13 @@ pub fn run_named(w: &Workload, name: &str, policy: &str, opts: &SimOptions) -> R
     let mut models = engine::sim_models(&scaled);
     // The profile a profiler would have measured under this noise: L(b) is
     // mean + std (DESIGN §4), and the emulated GPUs draw around the mean.
-    if opts.jitter.cv > 0.0 {
+    // A wrong profile (`profile_error`) is off in both parts.
+    let (k, cv) = (opts.profile_error, opts.jitter.cv);
+    if k != 1.0 || cv > 0.0 {
         for m in &mut models {
             let l = m.latency.clone();
-            m.latency = crate::core::LatencyTable::from_fn(l.max_batch(), |b| {
-                (l.get(b) as f64 * (1.0 + opts.jitter.cv)).round() as crate::core::Time
-            });
+            let at = |b: u32, f: f64| (l.get(b) as f64 * k * f).round() as crate::core::Time;
+            m.latency = crate::core::LatencyTable::from_fn_with_std(l.max_batch(), |b| at(b, 1.0), |b| at(b, cv));
         }
     }
     if let Some(t) = &opts.trace {

@@ -25,8 +25,9 @@ pub struct SimModel {
 pub trait Policy {
     fn name(&self) -> &'static str;
     fn on_arrival(&mut self, a: Arrival, now: Time);
-    /// A batch finished on `worker` at `now`.
-    fn on_batch_done(&mut self, batch: BatchId, worker: WorkerId, now: Time);
+    /// A batch finished on `worker` at `now`, after running `exec` (what a
+    /// worker's `BatchDone` reports).
+    fn on_batch_done(&mut self, batch: BatchId, worker: WorkerId, exec: Time, now: Time);
     fn handle_timeout(&mut self, now: Time);
     fn poll_timeout(&self) -> Option<Time>;
     fn poll_action(&mut self) -> Option<Action>;
@@ -71,9 +72,9 @@ impl Policy for CorePolicy {
     fn on_arrival(&mut self, a: Arrival, now: Time) {
         self.core.on_arrival(a, now);
     }
-    fn on_batch_done(&mut self, batch: BatchId, _worker: WorkerId, now: Time) {
+    fn on_batch_done(&mut self, batch: BatchId, _worker: WorkerId, exec: Time, now: Time) {
         // Unknown only if the batch's worker was removed, which the simulator never does.
-        let _ = self.core.on_batch_done(batch, now);
+        let _ = self.core.on_batch_done_after(batch, exec, now);
     }
     fn handle_timeout(&mut self, now: Time) {
         self.core.handle_timeout(now);

@@ -318,7 +318,7 @@ pub(crate) mod harness {
             };
             if t_done == Some(now) {
                 let Reverse((_, batch, worker)) = done.pop().unwrap();
-                policy.on_batch_done(BatchId(batch), WorkerId(worker), now);
+                policy.on_batch_done(BatchId(batch), WorkerId(worker), 0, now);
             } else if t_arrival == Some(now) {
                 let (_, model) = arrivals[next_arrival];
                 let a = Arrival {

@@ -129,7 +129,7 @@ impl Policy for Shepherd {
         self.pump(now);
     }
 
-    fn on_batch_done(&mut self, batch: BatchId, _worker: WorkerId, now: Time) {
+    fn on_batch_done(&mut self, batch: BatchId, _worker: WorkerId, _exec: Time, now: Time) {
         if self.gpus.done(batch, now).is_some() {
             self.pump(now);
         }
