@@ -66,7 +66,7 @@ impl LatencyTable {
     /// `alpha` towards actual / profiled and rescales the table.
     pub fn observe(&mut self, b: u32, actual: Time, alpha: f64) {
         let Some(&base) = self.mean.get(b as usize) else { return };
-        if base <= 0 || actual <= 0 || !(alpha > 0.0) {
+        if base <= 0 || actual <= 0 || alpha.is_nan() || alpha <= 0.0 {
             return;
         }
         let ratio = (actual as f64 / base as f64).clamp(0.05, 20.0);
