@@ -110,11 +110,11 @@ mod tests {
         assert!((t.get(3) - 8_000_000).abs() < 100_000, "{}", t.get(3));
         assert!((1..8).all(|b| t.get(b) <= t.get(b + 1)));
         // The std margin is kept: observing exactly the mean changes nothing.
-        let mut m = LatencyTable::from_fn_with_std(4, |b| 10 * Time::from(b), |b| Time::from(b));
+        let mut m = LatencyTable::from_fn_with_std(4, |b| 10 * Time::from(b), Time::from);
         m.observe(2, 20, 0.5);
         assert_eq!((m.factor(), m.get(2)), (1.0, 22));
         // No weight: no change.
-        let mut u = LatencyTable::from_fn(4, |b| Time::from(b));
+        let mut u = LatencyTable::from_fn(4, Time::from);
         u.observe(2, 100, 0.0);
         assert_eq!(u.factor(), 1.0);
     }
