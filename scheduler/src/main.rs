@@ -273,7 +273,6 @@ fn sim_cmd(a: SimArgs) -> Result<()> {
         profile_error: a.profile_error,
         config,
         trace,
-        ..SimOptions::default()
     };
     let gpus = a.gpus.unwrap_or(w.gpus);
     if let Some(path) = &a.plot {
