@@ -48,6 +48,7 @@ bench-sim: build
 	    $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) $$j --max-goodput --json > target/bench-sim/$$w$$j.max-goodput.jsonl; \
 	    $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) $$j --min-gpus --json > target/bench-sim/$$w$$j.min-gpus.jsonl; \
 	  done; \
+	  $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) --jitter-cv 0.05 --max-goodput --json > target/bench-sim/$$w--cv.max-goodput.jsonl; \
 	  $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) --plot docs/plots/$$w.svg; \
 	done
 	$(BATON) sim --workload ../shared/workloads/scale-1000gpu.yaml --policy symphony --json > target/bench-sim/scale-1000gpu.jsonl
