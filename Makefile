@@ -11,7 +11,7 @@ demo: setup
 	deploy/demo.sh
 
 ## Run every check CI runs: formatting, lints, all tests.
-test: setup fmt lint unit
+test: setup fmt lint unit test-torch
 
 setup:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }

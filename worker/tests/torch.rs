@@ -11,6 +11,14 @@ use tch::nn::ModuleT;
 
 const SHAPE: [u64; 3] = [3, 32, 32];
 
+/// libtorch's random generator is process-global: models built with the
+/// same seed on two test threads at once would interleave draws and differ.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn input() -> Vec<InputSpec> {
     vec![InputSpec {
         dtype: DType::F32,
@@ -68,6 +76,7 @@ fn assert_close(got: &Tensor, want: &[f32]) {
 
 #[test]
 fn outputs_equal_a_direct_forward_at_batch_one_and_mixed_batches() {
+    let _serial = serial();
     let mut b = backend("resnet18", 4, placeholder(4));
     let (_vs, net) = direct_resnet18();
     let requests: Vec<Vec<Tensor>> = (0..3).map(|i| synthetic_request(&input(), 100 + i)).collect();
@@ -87,6 +96,7 @@ fn outputs_equal_a_direct_forward_at_batch_one_and_mixed_batches() {
 
 #[test]
 fn a_wrong_shape_is_a_bad_request_and_the_others_still_run() {
+    let _serial = serial();
     let mut b = backend("resnet18", 4, placeholder(4));
     let (_vs, net) = direct_resnet18();
     let good0 = synthetic_request(&input(), 1);
@@ -109,6 +119,7 @@ fn a_wrong_shape_is_a_bad_request_and_the_others_still_run() {
 
 #[test]
 fn the_profiler_measures_a_non_decreasing_profile() {
+    let _serial = serial();
     // No profile given: the backend measures a quick one at load and announces it.
     let mut b = backend("mobilenet_v2", 3, None);
     let announced = &b.models()[0].profile;
