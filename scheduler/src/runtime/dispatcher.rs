@@ -172,7 +172,9 @@ impl Dispatcher {
         while let Some(a) = self.core.poll_action() {
             match a {
                 Action::Dispatch(p) => {
-                    let uuid = Uuid::from_u64_pair(p.batch_id.0, p.worker.0);
+                    // Random, not derived from the core's counter: a restarted scheduler
+                    // counts from 0 again, and workers remember the batch ids they closed.
+                    let uuid = Uuid::new_v4();
                     let worker = self.worker_names[&p.worker].clone();
                     let model = self.model_names[p.model.0 as usize].clone();
                     let requests: Vec<u64> = p.requests.iter().map(|r| r.0).collect();
