@@ -161,10 +161,7 @@ mod tests {
     use crate::core::{ModelId, MS};
 
     fn cfg() -> CoreConfig {
-        CoreConfig {
-            deltas: harness::deltas(),
-            ..CoreConfig::default()
-        }
+        harness::config()
     }
 
     #[test]

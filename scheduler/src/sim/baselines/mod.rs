@@ -246,6 +246,14 @@ pub(crate) mod harness {
         }
     }
 
+    /// The default policies' configuration with the test deltas.
+    pub(crate) fn config() -> crate::core::CoreConfig {
+        crate::core::CoreConfig {
+            deltas: deltas(),
+            ..crate::core::CoreConfig::default()
+        }
+    }
+
     /// `n` arrivals over `models` from a fixed LCG: bursts and lulls, mean gap `mean_gap`.
     pub(crate) fn lcg_arrivals(seed: u64, n: usize, models: u32, mean_gap: Time) -> Vec<(Time, ModelId)> {
         let mut x = seed;

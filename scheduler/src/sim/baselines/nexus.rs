@@ -513,10 +513,7 @@ mod tests {
     use crate::core::MS;
 
     fn cfg() -> CoreConfig {
-        CoreConfig {
-            deltas: harness::deltas(),
-            ..CoreConfig::default()
-        }
+        harness::config()
     }
 
     /// A: the reference profile, SLO 100 ms, 2000 req/s. B: L(b) = b + 2 ms, SLO 50 ms, 1100 req/s.

@@ -159,10 +159,7 @@ mod tests {
     use crate::core::MS;
 
     fn cfg() -> CoreConfig {
-        CoreConfig {
-            deltas: harness::deltas(),
-            ..CoreConfig::default()
-        }
+        harness::config()
     }
 
     #[test]

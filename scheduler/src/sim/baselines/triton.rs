@@ -216,10 +216,7 @@ mod tests {
     use crate::core::MS;
 
     fn cfg() -> CoreConfig {
-        CoreConfig {
-            deltas: harness::deltas(),
-            ..CoreConfig::default()
-        }
+        harness::config()
     }
 
     #[test]
