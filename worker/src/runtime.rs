@@ -42,6 +42,9 @@ use crate::inbox::{self, Inbound, InboxStats};
 /// How long, after draining, the worker waits for messages already on their way to it.
 const LAST_CALLS: Duration = Duration::from_secs(2);
 
+/// How long the goodbye may take on the way out.
+const FAREWELL: Duration = Duration::from_secs(2);
+
 /// How a worker runs. [`WorkerConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -200,11 +203,18 @@ pub async fn run(
     let goodbye = Goodbye {
         worker_id: config.id.clone(),
     };
-    if let Err(e) = client.publish(subjects::WORKER_GOODBYE, encode(&goodbye).into()).await {
-        warn!(error = %e, "could not publish goodbye");
-    }
-    if let Err(e) = client.flush().await {
-        warn!(error = %e, "could not flush the NATS connection");
+    // Bounded: when NATS itself is going away (Ctrl-C reaches every process
+    // of a demo at once) a flush would wait for a server that never answers.
+    let farewell = async {
+        if let Err(e) = client.publish(subjects::WORKER_GOODBYE, encode(&goodbye).into()).await {
+            warn!(error = %e, "could not publish goodbye");
+        }
+        if let Err(e) = client.flush().await {
+            warn!(error = %e, "could not flush the NATS connection");
+        }
+    };
+    if tokio::time::timeout(FAREWELL, farewell).await.is_err() {
+        warn!("NATS did not take the goodbye within {FAREWELL:?}; leaving anyway");
     }
     info!(
         worker = config.id,

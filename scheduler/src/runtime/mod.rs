@@ -231,7 +231,8 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    nats.flush().await.ok();
+    // Bounded: NATS may be going away too (Ctrl-C reaches every process at once).
+    let _ = tokio::time::timeout(Duration::from_secs(2), nats.flush()).await;
     Ok(())
 }
 
