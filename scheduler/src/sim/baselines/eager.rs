@@ -19,137 +19,25 @@
 //! largest batch, as in Clockwork, which never caps below what the profile
 //! can run.
 
-use std::collections::VecDeque;
-
-use crate::core::queue::{Entry, Queue};
-use crate::core::{Action, Arrival, BatchId, CoreConfig, Deltas, LatencyTable, Time, WorkerId};
-use crate::sim::policy::{Policy, SimModel};
-
-use super::{admit, deadline_of, drop_hopeless, largest_feasible, take_edf, Gpus};
+use super::greedy::{Choose, Greedy, GreedyParams, Offer};
 
 /// Knobs of [`Eager`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EagerParams {
-    /// Largest batch to send; `None` (default): the profile's largest.
-    pub max_batch: Option<u32>,
-}
-
-#[derive(Debug)]
-struct ModelState {
-    latency: LatencyTable,
-    slo: Time,
-    cap: u32,
-    queue: Queue,
-}
+pub type EagerParams = GreedyParams;
 
 /// The eager baseline; see the module docs.
-#[derive(Debug)]
-pub struct Eager {
-    deltas: Deltas,
-    models: Vec<ModelState>,
-    gpus: Gpus,
-    actions: VecDeque<Action>,
-    now: Time,
-}
+pub type Eager = Greedy<EarliestDeadline>;
 
-impl Eager {
-    pub fn new(cfg: &CoreConfig, models: &[SimModel], gpus: usize) -> Self {
-        Self::with_params(cfg, models, gpus, EagerParams::default())
-    }
+/// Serve the model with the earliest head deadline, with its largest
+/// feasible batch (at least 1: the hopeless heads are already gone).
+#[derive(Debug, Clone, Copy)]
+pub struct EarliestDeadline;
 
-    pub fn with_params(cfg: &CoreConfig, models: &[SimModel], gpus: usize, params: EagerParams) -> Self {
-        let models = models
-            .iter()
-            .map(|m| ModelState {
-                latency: m.latency.clone(),
-                slo: m.slo,
-                cap: params.max_batch.unwrap_or(u32::MAX).clamp(1, m.latency.max_batch()),
-                queue: Queue::default(),
-            })
-            .collect();
-        Self {
-            deltas: cfg.deltas,
-            models,
-            gpus: Gpus::new(gpus),
-            actions: VecDeque::new(),
-            now: Time::MIN,
-        }
-    }
+impl Choose for EarliestDeadline {
+    const NAME: &'static str = "eager";
 
-    /// Fills every free GPU while requests wait.
-    fn pump(&mut self, now: Time) {
-        self.now = self.now.max(now);
-        while let Some(w) = self.gpus.first_free(now) {
-            for (i, m) in self.models.iter_mut().enumerate() {
-                drop_hopeless(
-                    &mut m.queue,
-                    model_id(i),
-                    &m.latency,
-                    &self.deltas,
-                    now,
-                    &mut self.actions,
-                );
-            }
-            let Some((i, _)) = self
-                .models
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| m.queue.first().map(|e| (i, e.deadline)))
-                .min_by_key(|&(i, d)| (d, i))
-            else {
-                break;
-            };
-            let m = &mut self.models[i];
-            // At least 1: the hopeless heads are gone.
-            let b = largest_feasible(&m.queue, &m.latency, &self.deltas, now, m.cap).max(1);
-            let (requests, deadline) = take_edf(&mut m.queue, b);
-            let action = self
-                .gpus
-                .launch(w, model_id(i), requests, deadline, now, &self.deltas, &m.latency);
-            self.actions.push_back(action);
-        }
-    }
-}
-
-fn model_id(i: usize) -> crate::core::ModelId {
-    crate::core::ModelId(i as u32)
-}
-
-impl Policy for Eager {
-    fn name(&self) -> &'static str {
-        "eager"
-    }
-
-    fn on_arrival(&mut self, a: Arrival, now: Time) {
-        let Some(i) = admit(&a, self.gpus.len(), self.models.len(), &mut self.actions) else {
-            return;
-        };
-        let m = &mut self.models[i];
-        let deadline = deadline_of(now, a.slo.unwrap_or(m.slo), &self.deltas);
-        m.queue.push(Entry { deadline, id: a.id });
-        self.pump(now);
-    }
-
-    fn on_batch_done(&mut self, batch: BatchId, _worker: WorkerId, _exec: Time, now: Time) {
-        if self.gpus.done(batch, now).is_some() {
-            self.pump(now);
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Time) {
-        self.pump(now);
-    }
-
-    fn poll_timeout(&self) -> Option<Time> {
-        // After a pump, requests wait only while every GPU is busy.
-        if self.models.iter().all(|m| m.queue.is_empty()) {
-            return None;
-        }
-        self.gpus.next_free_after(self.now)
-    }
-
-    fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+    fn choose(offers: &[Offer]) -> Option<(usize, u32)> {
+        let o = offers.iter().min_by_key(|o| (o.head_deadline, o.model))?;
+        Some((o.model, o.largest_feasible.max(1)))
     }
 }
 
@@ -158,6 +46,7 @@ mod tests {
     use super::super::harness::{self, Fate};
     use super::*;
     use crate::core::RejectReason;
+    use crate::core::{Action, CoreConfig, Time, WorkerId};
     use crate::core::{ModelId, MS};
 
     fn cfg() -> CoreConfig {

@@ -13,6 +13,7 @@
 //! small EDF helpers that eager and shepherd both use.
 
 pub mod eager;
+pub mod greedy;
 pub mod nexus;
 pub mod shepherd;
 pub mod triton;

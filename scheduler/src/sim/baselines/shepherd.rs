@@ -26,128 +26,28 @@
 //!
 //! Defaults ([`ShepherdParams`]): no cap on the batch besides the profile.
 
-use std::collections::VecDeque;
-
-use crate::core::queue::{Entry, Queue};
-use crate::core::{Action, Arrival, BatchId, CoreConfig, Deltas, LatencyTable, ModelId, Time, WorkerId};
-use crate::sim::policy::{Policy, SimModel};
-
-use super::{admit, deadline_of, drop_hopeless, largest_feasible, take_edf, Gpus};
+use super::greedy::{Choose, Greedy, GreedyParams, Offer};
 
 /// Knobs of [`Shepherd`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ShepherdParams {
-    /// Largest batch to send; `None` (default): the profile's largest.
-    pub max_batch: Option<u32>,
-}
-
-#[derive(Debug)]
-struct ModelState {
-    latency: LatencyTable,
-    slo: Time,
-    cap: u32,
-    queue: Queue,
-}
+pub type ShepherdParams = GreedyParams;
 
 /// The Shepherd (Flex) baseline; see the module docs.
-#[derive(Debug)]
-pub struct Shepherd {
-    deltas: Deltas,
-    models: Vec<ModelState>,
-    gpus: Gpus,
-    actions: VecDeque<Action>,
-    now: Time,
-}
+pub type Shepherd = Greedy<LargestBatch>;
 
-impl Shepherd {
-    pub fn new(cfg: &CoreConfig, models: &[SimModel], gpus: usize) -> Self {
-        Self::with_params(cfg, models, gpus, ShepherdParams::default())
-    }
+/// Flex's choice: the largest feasible batch across models (ties: earliest
+/// head deadline, then the lower model id).
+#[derive(Debug, Clone, Copy)]
+pub struct LargestBatch;
 
-    pub fn with_params(cfg: &CoreConfig, models: &[SimModel], gpus: usize, params: ShepherdParams) -> Self {
-        let models = models
+impl Choose for LargestBatch {
+    const NAME: &'static str = "shepherd";
+
+    fn choose(offers: &[Offer]) -> Option<(usize, u32)> {
+        let o = offers
             .iter()
-            .map(|m| ModelState {
-                latency: m.latency.clone(),
-                slo: m.slo,
-                cap: params.max_batch.unwrap_or(u32::MAX).clamp(1, m.latency.max_batch()),
-                queue: Queue::default(),
-            })
-            .collect();
-        Self {
-            deltas: cfg.deltas,
-            models,
-            gpus: Gpus::new(gpus),
-            actions: VecDeque::new(),
-            now: Time::MIN,
-        }
-    }
-
-    fn pump(&mut self, now: Time) {
-        self.now = self.now.max(now);
-        while let Some(w) = self.gpus.first_free(now) {
-            let mut best: Option<(u32, Time, usize)> = None;
-            for (i, m) in self.models.iter_mut().enumerate() {
-                drop_hopeless(
-                    &mut m.queue,
-                    ModelId(i as u32),
-                    &m.latency,
-                    &self.deltas,
-                    now,
-                    &mut self.actions,
-                );
-                let b = largest_feasible(&m.queue, &m.latency, &self.deltas, now, m.cap);
-                let Some(head) = m.queue.first() else { continue };
-                let better = best.is_none_or(|(bb, bd, _)| b > bb || (b == bb && head.deadline < bd));
-                if b > 0 && better {
-                    best = Some((b, head.deadline, i));
-                }
-            }
-            let Some((b, _, i)) = best else { break };
-            let m = &mut self.models[i];
-            let (requests, deadline) = take_edf(&mut m.queue, b);
-            let action = self
-                .gpus
-                .launch(w, ModelId(i as u32), requests, deadline, now, &self.deltas, &m.latency);
-            self.actions.push_back(action);
-        }
-    }
-}
-
-impl Policy for Shepherd {
-    fn name(&self) -> &'static str {
-        "shepherd"
-    }
-
-    fn on_arrival(&mut self, a: Arrival, now: Time) {
-        let Some(i) = admit(&a, self.gpus.len(), self.models.len(), &mut self.actions) else {
-            return;
-        };
-        let m = &mut self.models[i];
-        let deadline = deadline_of(now, a.slo.unwrap_or(m.slo), &self.deltas);
-        m.queue.push(Entry { deadline, id: a.id });
-        self.pump(now);
-    }
-
-    fn on_batch_done(&mut self, batch: BatchId, _worker: WorkerId, _exec: Time, now: Time) {
-        if self.gpus.done(batch, now).is_some() {
-            self.pump(now);
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Time) {
-        self.pump(now);
-    }
-
-    fn poll_timeout(&self) -> Option<Time> {
-        if self.models.iter().all(|m| m.queue.is_empty()) {
-            return None;
-        }
-        self.gpus.next_free_after(self.now)
-    }
-
-    fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+            .filter(|o| o.largest_feasible > 0)
+            .min_by_key(|o| (std::cmp::Reverse(o.largest_feasible), o.head_deadline, o.model))?;
+        Some((o.model, o.largest_feasible))
     }
 }
 
@@ -157,6 +57,7 @@ mod tests {
     use super::*;
     use crate::core::RejectReason;
     use crate::core::MS;
+    use crate::core::{Action, CoreConfig, ModelId, Time};
 
     fn cfg() -> CoreConfig {
         harness::config()
