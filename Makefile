@@ -68,3 +68,8 @@ torch: torch-setup
 
 test-torch: torch-setup
 	$(TORCH_ENV) $(CARGO) test -p baton-worker --features torch
+
+## Serving efficiency of a torch worker through Baton vs a direct tch loop (docs/benchmarks.md).
+.PHONY: bench-torch
+bench-torch: setup
+	deploy/bench-torch.sh

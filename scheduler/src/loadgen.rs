@@ -36,13 +36,19 @@ impl Payload {
     }
 
     fn tensor(&self, seq: u64) -> Tensor {
-        let n = self.shape.iter().product::<u64>() * self.dtype.size_bytes();
-        // Distinct, deterministic content per request.
-        let data = (0..n).map(|i| (i.wrapping_mul(31) ^ seq) as u8).collect();
+        let elements = self.shape.iter().product::<u64>();
+        // Distinct, deterministic content per request; float images get finite values in
+        // [-1, 1) (as normalised pixels are), not arbitrary bit patterns that may be NaN.
+        let byte = |i: u64| (i.wrapping_mul(31) ^ seq) as u8;
+        if self.dtype == DType::F32 {
+            let values: Vec<f32> = (0..elements).map(|i| f32::from(byte(i)) / 128.0 - 1.0).collect();
+            return Tensor::from_f32(self.shape.clone(), &values);
+        }
+        let n = elements * self.dtype.size_bytes();
         Tensor {
             dtype: self.dtype,
             shape: self.shape.clone(),
-            data,
+            data: (0..n).map(byte).collect(),
         }
     }
 }

@@ -119,6 +119,31 @@ enum Command {
         #[arg(long, default_value = "f32", value_parser = parse_dtype)]
         input_dtype: DType,
     },
+    /// The reference for serving efficiency: run a torch model in a plain tch loop at one batch
+    /// size (pre-stacked input, no NATS, no validation) and print images per second.
+    Bench {
+        /// `NAME=SOURCE` as in `run --model`, or just an architecture (`resnet18`).
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 8)]
+        batch: u32,
+        /// Seconds of timed runs (after one warm-up batch).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Intra-op threads (default: every available core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Shape of the model's one input per request, without the batch dimension.
+        #[arg(long, default_value = "3,224,224")]
+        input_shape: String,
+        #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+        input_dtype: DType,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What to say when this binary was built without libtorch.
@@ -214,6 +239,33 @@ fn main() -> Result<()> {
         }
         #[cfg(not(feature = "torch"))]
         Command::Profile { .. } => bail!("profile: {NO_TORCH}"),
+        #[cfg(not(feature = "torch"))]
+        Command::Bench { .. } => bail!("bench: {NO_TORCH}"),
+        #[cfg(feature = "torch")]
+        Command::Bench {
+            model,
+            device,
+            batch,
+            seconds,
+            threads,
+            input_shape,
+            input_dtype,
+            json,
+        } => {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                bail!("--seconds must be a positive number of seconds");
+            }
+            let inputs = parse_inputs(&input_shape, input_dtype)?;
+            torch_cli::bench(
+                &model,
+                &device,
+                batch,
+                Duration::from_secs_f64(seconds),
+                threads,
+                inputs,
+                json,
+            )
+        }
         #[cfg(feature = "torch")]
         Command::Profile {
             model,

@@ -250,6 +250,50 @@ impl TorchBackend {
         self.device
     }
 
+    /// The reference Baton's serving is compared with: a plain tch loop that feeds `model` one
+    /// pre-stacked batch of `batch` synthetic inputs, already on the device, over and over for
+    /// `duration` (after `warmup` untimed runs) — no validation, no stacking, no splitting, no
+    /// copies back. Returns the batches run and the time they took.
+    pub fn direct_loop(
+        &self,
+        model: &str,
+        batch: u32,
+        warmup: u32,
+        duration: std::time::Duration,
+    ) -> Result<(u64, std::time::Duration), BackendError> {
+        let m = self
+            .models
+            .get(model)
+            .ok_or_else(|| BackendError::UnknownModel(model.to_string()))?;
+        let xs: Vec<tch::Tensor> = m
+            .info
+            .inputs
+            .iter()
+            .map(|spec| {
+                let mut size = vec![i64::from(batch)];
+                size.extend(spec.shape.iter().map(|&d| d as i64));
+                let x = tch::Tensor::rand(&size, (Kind::Float, self.device)) * 2.0 - 1.0;
+                x.to_kind(kind(spec.dtype))
+            })
+            .collect();
+        let run = || -> Result<(), BackendError> {
+            let y = tch::no_grad(|| m.net.forward(&xs)).map_err(failed)?;
+            // Wait for the device (a no-op on the CPU): read one value back.
+            let _ = y.flatten(0, -1).f_double_value(&[0]).map_err(failed)?;
+            Ok(())
+        };
+        for _ in 0..warmup {
+            run()?;
+        }
+        let start = std::time::Instant::now();
+        let mut batches = 0;
+        while start.elapsed() < duration || batches == 0 {
+            run()?;
+            batches += 1;
+        }
+        Ok((batches, start.elapsed()))
+    }
+
     fn forward_items(&self, m: &TorchModel, items: &[&Vec<WireTensor>]) -> Result<Vec<Vec<WireTensor>>, BackendError> {
         let n = items.len() as i64;
         let mut batch = Vec::with_capacity(m.info.inputs.len());

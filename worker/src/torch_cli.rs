@@ -132,3 +132,48 @@ pub fn profile(args: ProfileArgs<'_>) -> Result<()> {
     eprintln!("profile of `{name}` written to {}", args.out.display());
     Ok(())
 }
+
+/// `baton-worker bench`: images per second of a plain tch loop at one batch size.
+pub fn bench(
+    model: &str,
+    device: &str,
+    batch: u32,
+    duration: std::time::Duration,
+    threads: Option<usize>,
+    inputs: Vec<InputSpec>,
+    json: bool,
+) -> Result<()> {
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let (name, source) = parse_models(&[model.to_string()])?.remove(0);
+    let config = config(device, threads)?;
+    let spec = TorchModelSpec {
+        name: name.clone(),
+        source: ModelSource::parse(&source),
+        inputs,
+        max_batch: batch,
+        // Never announced: the loop below is the measurement.
+        profile: Some(Profile::from_spec("sleep#0,0,0,0", batch)?),
+    };
+    let backend = TorchBackend::new(&config, [spec]).context("cannot load the model")?;
+    let (batches, elapsed) = backend.direct_loop(&name, batch, 1, duration)?;
+    let images_per_s = (batches * u64::from(batch)) as f64 / elapsed.as_secs_f64();
+    let batch_ms = elapsed.as_secs_f64() * 1e3 / batches as f64;
+    if json {
+        println!(
+            "{{\"model\":\"{name}\",\"device\":\"{device}\",\"threads\":{},\"batch\":{batch},\"batches\":{batches},\
+             \"seconds\":{:.3},\"batch_ms\":{batch_ms:.3},\"images_per_s\":{images_per_s:.2}}}",
+            config.threads,
+            elapsed.as_secs_f64()
+        );
+    } else {
+        println!(
+            "{name} on {device} ({} threads), batch {batch}: {batches} batches in {:.1} s, {batch_ms:.1} ms per batch, \
+             {images_per_s:.1} images/s",
+            config.threads,
+            elapsed.as_secs_f64()
+        );
+    }
+    Ok(())
+}

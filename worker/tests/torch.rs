@@ -136,3 +136,147 @@ fn the_profiler_measures_a_non_decreasing_profile() {
     assert_eq!(Profile::load(&file).unwrap(), p);
     std::fs::remove_file(&file).ok();
 }
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("baton-torch-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn weights_from_a_file_replace_the_seeded_ones() {
+    let _serial = serial();
+    // Weights made by another "training run": resnet18 seeded differently, saved as a VarStore.
+    let file = temp_path("weights.ot");
+    tch::manual_seed(11);
+    let trained_vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let trained = tch::vision::resnet::resnet18(&trained_vs.root(), 1000);
+    trained_vs.save(&file).unwrap();
+
+    let mut b = backend(&format!("resnet18@{}", file.display()), 2, placeholder(2));
+    let (_vs, seeded) = direct_resnet18();
+    let request = synthetic_request(&input(), 5);
+    let out = b.run_batch("m", std::slice::from_ref(&request)).unwrap();
+    let got = &out[0].as_ref().unwrap()[0];
+    assert_close(got, &direct_forward(&trained, &request));
+    let from_seed = direct_forward(&seeded, &request);
+    assert!(
+        got.to_f32_vec()
+            .unwrap()
+            .iter()
+            .zip(&from_seed)
+            .any(|(g, s)| (g - s).abs() > 1e-3),
+        "the file's weights were not used"
+    );
+    std::fs::remove_file(&file).ok();
+
+    // A missing file is a load error naming the model and the file.
+    let spec = TorchModelSpec {
+        name: "m".into(),
+        source: ModelSource::parse("resnet18@/nonexistent/weights.ot"),
+        inputs: input(),
+        max_batch: 1,
+        profile: placeholder(1),
+    };
+    let e = TorchBackend::new(&config(), [spec]).unwrap_err().to_string();
+    assert!(e.contains("`m`") && e.contains("/nonexistent/weights.ot"), "{e}");
+}
+
+/// The Python interpreter of the libtorch venv (`deploy/setup/libtorch.sh`), which has the
+/// `torch` package the wheel's libtorch came with.
+fn venv_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("VIRTUAL_ENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/baton/torch-venv")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run deploy/setup/libtorch.sh (make test does)",
+        python.display()
+    );
+    python
+}
+
+/// A TorchScript module written by PyTorch itself, and its outputs as PyTorch computed them.
+const SCRIPT: &str = r#"
+import json, sys, torch
+torch.manual_seed(3)
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.fc = torch.nn.Linear(4, 5)
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+m = torch.jit.script(Net().eval())
+m.save(sys.argv[1])
+x = torch.linspace(-1, 1, 3 * 3 * 8 * 8).reshape(3, 3, 8, 8)
+with torch.no_grad():
+    y = m(x)
+json.dump({"x": x.flatten().tolist(), "y": y.tolist()}, open(sys.argv[2], "w"))
+"#;
+
+#[test]
+fn a_torchscript_file_from_pytorch_gives_pytorchs_outputs() {
+    let _serial = serial();
+    let (script, model, expected) = (
+        temp_path("make_net.py"),
+        temp_path("net.pt"),
+        temp_path("expected.json"),
+    );
+    // From a file, not `python -c`: torch.jit.script reads the class's source.
+    std::fs::write(&script, SCRIPT).unwrap();
+    let status = std::process::Command::new(venv_python())
+        .arg(&script)
+        .arg(&model)
+        .arg(&expected)
+        .status()
+        .expect("run python");
+    assert!(status.success(), "python could not script the model");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&expected).unwrap()).unwrap();
+    let x: Vec<f32> = json["x"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let y: Vec<Vec<f32>> = json["y"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+
+    let spec = TorchModelSpec {
+        name: "net".into(),
+        source: ModelSource::parse(&model.display().to_string()),
+        inputs: vec![InputSpec {
+            dtype: DType::F32,
+            shape: vec![3, 8, 8],
+        }],
+        max_batch: 4,
+        profile: placeholder(4),
+    };
+    assert!(matches!(spec.source, ModelSource::TorchScript(_)));
+    let mut b = TorchBackend::new(&config(), [spec]).unwrap();
+    // Three requests, one image each, in one batch; and the middle one alone.
+    let requests: Vec<Vec<Tensor>> = x
+        .chunks(3 * 8 * 8)
+        .map(|c| vec![Tensor::from_f32(vec![3, 8, 8], c)])
+        .collect();
+    let out = b.run_batch("net", &requests).unwrap();
+    for (got, want) in out.iter().zip(&y) {
+        assert_close(&got.as_ref().unwrap()[0], want);
+    }
+    let alone = b.run_batch("net", &requests[1..2]).unwrap();
+    assert_close(&alone[0].as_ref().unwrap()[0], &y[1]);
+    for f in [script, model, expected] {
+        std::fs::remove_file(f).ok();
+    }
+}
