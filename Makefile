@@ -6,12 +6,14 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: demo test setup build fmt lint unit bench-core
 
-## Run the demo: NATS, the scheduler, two workers and 20 s of camera-stream load.
+## Run the demo: NATS, the scheduler, two torch workers (resnet18 on the CPU) and 20 s of camera-stream
+## load. `make demo BACKEND=emulated` uses emulated workers instead.
 demo: setup
-	deploy/demo.sh
+	deploy/demo.sh $(if $(BACKEND),--backend $(BACKEND))
 
-## Run every check CI runs: formatting, lints, all tests.
-test: setup fmt lint unit test-torch
+## Run every check CI runs: formatting, lints, the container images the tests run, all tests
+## (the container tests in integration-tests/ among them).
+test: setup fmt lint test-images unit test-torch
 
 setup:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
@@ -21,6 +23,21 @@ setup:
 
 build: setup
 	$(CARGO) build --release --workspace
+
+## Container images built locally, FROM scratch (deploy/images/build.sh): baton/nats, baton/scheduler,
+## baton/worker, and baton/worker-torch when libtorch is set up. Each is skipped when current.
+.PHONY: images test-images
+images: setup
+	deploy/images/build.sh
+
+## The images the container tests run (not the torch worker's). BATON_SKIP_DOCKER_TESTS=1 skips
+## them where there is no Docker engine (the tests then say they were skipped).
+test-images: setup
+	@if [ "$${BATON_SKIP_DOCKER_TESTS:-}" = 1 ]; then \
+	  echo "images: skipped (BATON_SKIP_DOCKER_TESTS=1)"; \
+	else \
+	  deploy/images/build.sh nats scheduler worker; \
+	fi
 
 fmt:
 	$(CARGO) fmt --all -- --check
