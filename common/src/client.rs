@@ -10,6 +10,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
+use crate::nats::Retry;
+use crate::settings::{NatsSettings, Secret};
 use crate::subjects;
 use crate::wire::{self, InferReply, InferRequest, RejectReason, Status, Tensor, Timings, WireError};
 
@@ -19,14 +21,19 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(1);
 /// The SLO the client sends when a call gives none.
 pub const DEFAULT_SLO: Duration = Duration::from_millis(100);
 
+/// How long [`ClientOptions::connect`] waits for an unreachable NATS server.
+pub const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Builder for a [`Client`].
+///
+/// Credentials and TLS are those of Baton's `[nats]` settings (one home: [`crate::nats`]):
+/// set them one by one, or take a whole [`NatsSettings`] with [`ClientOptions::nats_settings`].
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    name: Option<String>,
+    /// Credentials, TLS and connection name; the URL is given to `connect`.
+    nats: NatsSettings,
     grace: Duration,
     default_slo: Duration,
-    user_password: Option<(String, String)>,
-    token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -38,17 +45,25 @@ impl Default for ClientOptions {
 impl ClientOptions {
     pub fn new() -> Self {
         Self {
-            name: None,
+            nats: NatsSettings {
+                name: String::new(),
+                ..NatsSettings::default()
+            },
             grace: DEFAULT_GRACE,
             default_slo: DEFAULT_SLO,
-            user_password: None,
-            token: None,
         }
+    }
+
+    /// Credentials, TLS and connection name from Baton's `[nats]` settings (its `url` is
+    /// ignored: `connect` takes the URL).
+    pub fn nats_settings(mut self, settings: &NatsSettings) -> Self {
+        self.nats = settings.clone();
+        self
     }
 
     /// Connection name shown by the NATS server.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
+        self.nats.name = name.into();
         self
     }
 
@@ -64,32 +79,59 @@ impl ClientOptions {
         self
     }
 
+    /// Authenticate with a user and password.
     pub fn user_and_password(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.user_password = Some((user.into(), password.into()));
+        self.nats.user = user.into();
+        self.nats.password = Secret::new(password);
         self
     }
 
+    /// Authenticate with a token.
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+        self.nats.token = Secret::new(token);
         self
     }
 
+    /// Authenticate with an nkey: the user's seed (`SU…`).
+    pub fn nkey(mut self, seed: impl Into<String>) -> Self {
+        self.nats.nkey_seed = Secret::new(seed);
+        self
+    }
+
+    /// Authenticate with a `.creds` file (user JWT and nkey seed).
+    pub fn credentials_file(mut self, path: impl Into<String>) -> Self {
+        self.nats.creds_file = path.into();
+        self
+    }
+
+    /// Verify the server's certificate against the CA certificate(s) in this PEM file.
+    pub fn ca_file(mut self, path: impl Into<String>) -> Self {
+        self.nats.ca_file = path.into();
+        self
+    }
+
+    /// Present this client certificate and key (PEM) for mutual TLS.
+    pub fn client_certificate(mut self, cert: impl Into<String>, key: impl Into<String>) -> Self {
+        self.nats.cert_file = cert.into();
+        self.nats.key_file = key.into();
+        self
+    }
+
+    /// Refuse to connect without TLS.
+    pub fn require_tls(mut self, required: bool) -> Self {
+        self.nats.require_tls = required;
+        self
+    }
+
+    /// Connects, waiting up to [`CONNECT_PATIENCE`] for an unreachable server. A rejected
+    /// credential or a failed TLS handshake is an error at once, saying which setting to check.
     pub async fn connect(self, url: &str) -> Result<Client, ClientError> {
-        let mut o = async_nats::ConnectOptions::new().retry_on_initial_connect();
-        if let Some(n) = &self.name {
-            o = o.name(n);
-        }
-        if let Some((u, p)) = &self.user_password {
-            o = o.user_and_password(u.clone(), p.clone());
-        }
-        if let Some(t) = &self.token {
-            o = o.token(t.clone());
-        }
-        // Fail fast on a wrong address or credential instead of retrying forever.
-        let o = o.connection_timeout(Duration::from_secs(5));
-        let nats = tokio::time::timeout(Duration::from_secs(10), o.connect(url))
+        let settings = NatsSettings {
+            url: url.to_string(),
+            ..self.nats
+        };
+        let nats = crate::nats::connect(&settings, Retry::For(CONNECT_PATIENCE), |o| o)
             .await
-            .map_err(|_| ClientError::connect(url, "no answer within 10 s"))?
             .map_err(|e| ClientError::connect(url, e))?;
         Ok(Client {
             nats,
@@ -146,6 +188,7 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// `message` names the URL (every [`crate::nats::NatsConnectError`] does).
     fn connect(url: &str, e: impl fmt::Display) -> Self {
         ClientError::Connect {
             url: url.to_string(),
@@ -176,7 +219,7 @@ impl ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Connect { url, message } => write!(f, "cannot connect to NATS at {url}: {message}"),
+            ClientError::Connect { message, .. } => f.write_str(message),
             ClientError::NoResponders { model } => write!(
                 f,
                 "no Baton gateway answers on {}: is `baton scheduler` running and connected to this NATS server?",

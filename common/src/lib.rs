@@ -5,6 +5,7 @@
 //!   other languages in `docs/protocol.md`.
 //! - [`subjects`] — every NATS subject name.
 //! - [`profile`] — the latency profile shared by scheduler, simulator, planner, worker and profiler.
+//! - [`nats`] — connecting to NATS with the `[nats]` settings' credentials and TLS.
 //! - [`settings`] — the settings tree (defaults, TOML file, `BATON_*` environment) and the
 //!   scheduling policy enums.
 //!
@@ -13,6 +14,7 @@
 
 pub mod client;
 pub mod control;
+pub mod nats;
 pub mod profile;
 pub mod settings;
 pub mod subjects;
@@ -23,6 +25,6 @@ pub mod wire;
 pub use profile::{BatchLatency, Profile, ProfileError, DEFAULT_SPEC_MAX_BATCH};
 pub use settings::{
     Condition, DropPolicy, GatewaySettings, GpuChoice, LogSettings, MetricsSettings, NatsSettings, ParseEnumError,
-    SchedulerSettings, SettingOrigin, Settings, SettingsError,
+    SchedulerSettings, Secret, SettingOrigin, Settings, SettingsError,
 };
 pub use wire::{decode, encode, DType, InferReply, InferRequest, RejectReason, Status, Tensor, Timings, WireError};

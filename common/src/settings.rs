@@ -9,7 +9,7 @@
 //! the default in force and costs an afternoon of confusion, so unknown keys — in the file or in
 //! `BATON_*` variables — are errors that name the key, where it came from, and the keys that do
 //! exist. Bad values name the key and what is accepted. [`Settings::documented_defaults`] renders
-//! the whole tree as commented TOML for `baton config --defaults` and the docs; a test keeps it in
+//! the whole tree as commented TOML for `baton config` and docs/settings.md; tests keep both in
 //! step with the structs.
 //!
 //! The scheduling policy enums ([`DropPolicy`], [`Condition`], [`GpuChoice`]) live here because
@@ -143,14 +143,39 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
-/// `[nats]` settings.
+/// `[nats]` settings: where the server is, how to authenticate, and TLS.
+///
+/// At most one authentication method may be set: `user` + `password`, `token`, `nkey_seed` or
+/// `creds_file`; none means an open server. Empty strings mean "not set", so every key can be
+/// given (or cleared) through the environment. [`crate::nats`] turns these settings into a
+/// connection; it is the only place that does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsSettings {
-    /// NATS server URL. Default `"nats://127.0.0.1:4222"`.
+    /// NATS server URL(s), comma-separated. Default `"nats://127.0.0.1:4222"`.
     pub url: String,
     /// Connection name shown by the NATS server's monitoring. Default `"baton"`.
     pub name: String,
+    /// User for user/password authentication (with `password`). Default `""` (none).
+    pub user: String,
+    /// Password of `user`. Default `""`.
+    pub password: Secret,
+    /// Token authentication. Default `""` (none).
+    pub token: Secret,
+    /// NKey authentication: the user's seed (`SU…`). Default `""` (none).
+    pub nkey_seed: Secret,
+    /// A `.creds` file (user JWT and nkey seed) for decentralised authentication. Default `""`.
+    pub creds_file: String,
+    /// PEM file of the CA certificate(s) that signed the server's certificate. Default `""`
+    /// (the system's roots).
+    pub ca_file: String,
+    /// PEM client certificate for mutual TLS (with `key_file`). Default `""`.
+    pub cert_file: String,
+    /// PEM private key of `cert_file`. Default `""`.
+    pub key_file: String,
+    /// Refuse to talk to a server without TLS. Default `false` (TLS when the server asks for it
+    /// or the URL is `tls://`).
+    pub require_tls: bool,
 }
 
 impl Default for NatsSettings {
@@ -158,7 +183,157 @@ impl Default for NatsSettings {
         NatsSettings {
             url: "nats://127.0.0.1:4222".to_string(),
             name: "baton".to_string(),
+            user: String::new(),
+            password: Secret::default(),
+            token: Secret::default(),
+            nkey_seed: Secret::default(),
+            creds_file: String::new(),
+            ca_file: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            require_tls: false,
         }
+    }
+}
+
+/// A secret setting (password, token, nkey seed): a plain string on the way in, never shown by
+/// `Debug`, so settings can be logged without leaking it. Empty means "not set".
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for handing to the NATS client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_set() { "\"<redacted>\"" } else { "\"\"" })
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl NatsSettings {
+    /// The authentication methods set, as `(key, what)`; [`validate`](Self::validate) allows
+    /// at most one.
+    fn auth_methods(&self) -> Vec<(&'static str, &'static str)> {
+        let mut methods = Vec::new();
+        if !self.user.is_empty() || self.password.is_set() {
+            methods.push(("nats.user", "user/password"));
+        }
+        if self.token.is_set() {
+            methods.push(("nats.token", "token"));
+        }
+        if self.nkey_seed.is_set() {
+            methods.push(("nats.nkey_seed", "nkey_seed"));
+        }
+        if !self.creds_file.is_empty() {
+            methods.push(("nats.creds_file", "creds_file"));
+        }
+        methods
+    }
+
+    /// Checks the `[nats]` rules: a URL, at most one way to authenticate, complete pairs
+    /// (user with password, certificate with key), a plausible nkey seed, and files that exist.
+    /// Errors name the key and say what to change.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let rule = |key, message: String| Err(SettingsError::Rule { key, message });
+        if self.url.trim().is_empty() {
+            return rule("nats.url", "must not be empty, e.g. \"nats://127.0.0.1:4222\"".into());
+        }
+        if self.password.is_set() && self.user.is_empty() {
+            return rule(
+                "nats.password",
+                format!(
+                    "is set but nats.user is empty: set both ({} and {}) or neither",
+                    env_var_name("nats.user"),
+                    env_var_name("nats.password")
+                ),
+            );
+        }
+        if !self.user.is_empty() && !self.password.is_set() {
+            return rule(
+                "nats.user",
+                format!(
+                    "`{}` is set but nats.password is empty: set both ({} and {}) or neither",
+                    self.user,
+                    env_var_name("nats.user"),
+                    env_var_name("nats.password")
+                ),
+            );
+        }
+        let methods = self.auth_methods();
+        if let [_, (key, _), ..] = methods.as_slice() {
+            let names: Vec<&str> = methods.iter().map(|(_, what)| *what).collect();
+            return rule(
+                key,
+                format!(
+                    "only one way to authenticate may be set, but {} are: keep one and clear the others",
+                    names.join(" and ")
+                ),
+            );
+        }
+        // A user seed is "S" (seed) + "U" (user) + base32; account or server seeds would be
+        // refused by the server with a less helpful message.
+        let seed = self.nkey_seed.expose();
+        if self.nkey_seed.is_set() && !(seed.starts_with("SU") && seed.len() == 58) {
+            return rule(
+                "nats.nkey_seed",
+                "is not a user nkey seed (58 characters starting with `SU`): make one with \
+                 `nk -gen user -pubout` and list its public key (U…) in the server's authorization"
+                    .into(),
+            );
+        }
+        if self.cert_file.is_empty() != self.key_file.is_empty() {
+            let (set, missing) = if self.cert_file.is_empty() {
+                ("nats.key_file", "nats.cert_file")
+            } else {
+                ("nats.cert_file", "nats.key_file")
+            };
+            return rule(
+                set,
+                format!("is set but {missing} is empty: a client certificate needs its private key (set both)"),
+            );
+        }
+        for (key, path) in [
+            ("nats.creds_file", &self.creds_file),
+            ("nats.ca_file", &self.ca_file),
+            ("nats.cert_file", &self.cert_file),
+            ("nats.key_file", &self.key_file),
+        ] {
+            if !path.is_empty() && !Path::new(path).is_file() {
+                return rule(
+                    key,
+                    format!(
+                        "file `{path}` does not exist (or is not a file); fix the path or clear {}",
+                        env_var_name(key)
+                    ),
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -283,10 +458,38 @@ type KeyDocs = &'static [(&'static str, &'static str)];
 const SECTIONS: &[(&str, &str, KeyDocs)] = &[
     (
         "nats",
-        "How to reach the NATS server.",
+        "How to reach the NATS server. At most one way to authenticate: user + password, token,\n\
+         nkey_seed or creds_file (none: an open server). Empty means not set.",
         &[
-            ("url", "NATS server URL."),
+            (
+                "url",
+                "NATS server URL(s), comma-separated; tls://host:port requires TLS.",
+            ),
             ("name", "Connection name shown by the NATS server's monitoring."),
+            ("user", "User for user/password authentication."),
+            (
+                "password",
+                "Password of user. Secrets are best passed as BATON_NATS__PASSWORD etc. from a secret store.",
+            ),
+            ("token", "Token authentication."),
+            (
+                "nkey_seed",
+                "NKey authentication: the user's seed (SU...), from `nk -gen user`.",
+            ),
+            (
+                "creds_file",
+                "Path of a .creds file (user JWT + nkey seed) for decentralised (operator mode) auth.",
+            ),
+            (
+                "ca_file",
+                "PEM CA certificate(s) to verify the server's TLS certificate; empty: system roots.",
+            ),
+            ("cert_file", "PEM client certificate for mutual TLS (with key_file)."),
+            ("key_file", "PEM private key of cert_file."),
+            (
+                "require_tls",
+                "Refuse to connect without TLS (otherwise TLS when the server or a tls:// URL asks).",
+            ),
         ],
     ),
     (
@@ -481,14 +684,28 @@ impl Settings {
             builder = builder.add_source(source);
         }
 
-        let env = Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator("_")
-            .separator("__")
-            .try_parsing(true)
-            .source(env_vars);
-        let flat = env.collect().map_err(|e| SettingsError::Other(e.to_string()))?;
+        let env = |vars| {
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .source(vars)
+        };
+        let parsed = env(env_vars.clone()).try_parsing(true);
+        let flat = parsed.collect().map_err(|e| SettingsError::Other(e.to_string()))?;
         leaves.extend(check_env_keys(&flat)?);
-        builder = builder.add_source(env);
+        builder = builder.add_source(parsed);
+        // `try_parsing` reads `0123` as the number 123 and `1e3` as 1000: right for numbers,
+        // wrong for a password or a token. String settings take the variable's text verbatim.
+        let raw = env(env_vars)
+            .collect()
+            .map_err(|e| SettingsError::Other(e.to_string()))?;
+        for (key, value) in raw {
+            if is_string_key(&key) {
+                builder = builder
+                    .set_override(key.as_str(), value)
+                    .map_err(|e| SettingsError::Other(e.to_string()))?;
+            }
+        }
 
         check_booleans(&leaves)?;
         let config = builder.build().map_err(|e| SettingsError::Other(e.to_string()))?;
@@ -542,9 +759,7 @@ impl Settings {
                 ),
             );
         }
-        if self.nats.url.trim().is_empty() {
-            return rule("nats.url", "must not be empty, e.g. \"nats://127.0.0.1:4222\"".into());
-        }
+        self.nats.validate()?;
         if self.metrics.listen.parse::<SocketAddr>().is_err() {
             return rule(
                 "metrics.listen",
@@ -566,7 +781,7 @@ impl Settings {
              # e.g. BATON_SCHEDULER__DELTA_CTRL_US=150.\n",
         );
         for (section, section_doc, keys) in SECTIONS {
-            out.push_str(&format!("\n# {section_doc}\n[{section}]\n"));
+            out.push_str(&format!("\n# {}\n[{section}]\n", section_doc.replace('\n', "\n# ")));
             for (key, doc) in keys.iter() {
                 let value = &defaults[section][key];
                 out.push_str(&format!("# {doc}\n{key} = {value}\n"));
@@ -683,6 +898,14 @@ fn env_section_without_key(section: &str, origin: SettingOrigin) -> SettingsErro
             known_keys(section).unwrap_or_default().join(", ")
         ),
     }
+}
+
+/// Whether the dotted `key` is a string setting (its default is a string).
+fn is_string_key(key: &str) -> bool {
+    let defaults = toml::Value::try_from(Settings::default()).expect("defaults serialize to TOML");
+    key.split_once('.')
+        .and_then(|(section, key)| defaults.get(section)?.get(key))
+        .is_some_and(toml::Value::is_str)
 }
 
 /// The `config` crate reads `yes`, `on` or `3` as `true`; a typo in a flag should not silently
@@ -1029,6 +1252,141 @@ mod tests {
             Settings::default()
         );
         assert!(text.contains("drop_policy = \"window_drop\""), "{text}");
+    }
+
+    #[test]
+    fn nats_credentials_and_tls_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = write(&dir, "ca.pem", "-");
+        let cert = write(&dir, "client.pem", "-");
+        let key = write(&dir, "client-key.pem", "-");
+        let s = Settings::load_with_env(
+            None,
+            [
+                ("BATON_NATS__URL", "tls://nats:4222"),
+                ("BATON_NATS__USER", "worker"),
+                ("BATON_NATS__PASSWORD", "0123"),
+                ("BATON_NATS__CA_FILE", ca.to_str().unwrap()),
+                ("BATON_NATS__CERT_FILE", cert.to_str().unwrap()),
+                ("BATON_NATS__KEY_FILE", key.to_str().unwrap()),
+                ("BATON_NATS__REQUIRE_TLS", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.nats.user, "worker");
+        // Taken verbatim, not parsed as the number 123.
+        assert_eq!(s.nats.password.expose(), "0123");
+        assert_eq!(s.nats.ca_file, ca.to_str().unwrap());
+        assert!(s.nats.require_tls);
+        for (var, value) in [("BATON_NATS__TOKEN", "1e3"), ("BATON_NATS__TOKEN", "true")] {
+            let s = Settings::load_with_env(None, [(var, value)]).unwrap();
+            assert_eq!(s.nats.token.expose(), value);
+        }
+        let path = write(&dir, "n.toml", "[nats]\nuser = \"client\"\npassword = \"s3cret\"\n");
+        let s = Settings::load_with_env(Some(&path), no_env()).unwrap();
+        assert_eq!((s.nats.user.as_str(), s.nats.password.expose()), ("client", "s3cret"));
+        // Settings can be logged: secrets do not show.
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("password: \"<redacted>\""), "{debug}");
+        assert!(debug.contains("token: \"\""), "{debug}");
+    }
+
+    #[test]
+    fn bad_nats_credential_combinations_name_the_key_and_the_fix() {
+        let seed = format!("SU{}", "A".repeat(56));
+        /// Environment, the key at fault, and part of the message.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
+            (
+                &[("BATON_NATS__PASSWORD", "x")],
+                "nats.password",
+                "is set but nats.user is empty: set both (BATON_NATS__USER and BATON_NATS__PASSWORD) or neither",
+            ),
+            (
+                &[("BATON_NATS__USER", "x")],
+                "nats.user",
+                "`x` is set but nats.password is empty",
+            ),
+            (
+                &[
+                    ("BATON_NATS__USER", "u"),
+                    ("BATON_NATS__PASSWORD", "p"),
+                    ("BATON_NATS__TOKEN", "t"),
+                ],
+                "nats.token",
+                "only one way to authenticate may be set, but user/password and token are: keep one and clear \
+                 the others",
+            ),
+            (
+                &[("BATON_NATS__TOKEN", "t"), ("BATON_NATS__NKEY_SEED", seed.as_str())],
+                "nats.nkey_seed",
+                "but token and nkey_seed are",
+            ),
+            (
+                &[("BATON_NATS__NKEY_SEED", "SAxyz")],
+                "nats.nkey_seed",
+                "is not a user nkey seed (58 characters starting with `SU`)",
+            ),
+            (
+                &[("BATON_NATS__CREDS_FILE", "/nonexistent/baton.creds")],
+                "nats.creds_file",
+                "file `/nonexistent/baton.creds` does not exist (or is not a file); fix the path or clear \
+                 BATON_NATS__CREDS_FILE",
+            ),
+            (
+                &[("BATON_NATS__CA_FILE", "/nonexistent/ca.pem")],
+                "nats.ca_file",
+                "does not exist",
+            ),
+            (
+                &[("BATON_NATS__CERT_FILE", "/nonexistent/c.pem")],
+                "nats.cert_file",
+                "is set but nats.key_file is empty: a client certificate needs its private key (set both)",
+            ),
+            (
+                &[("BATON_NATS__KEY_FILE", "/k.pem")],
+                "nats.key_file",
+                "nats.cert_file is empty",
+            ),
+            (&[("BATON_NATS__URL", " ")], "nats.url", "must not be empty"),
+        ];
+        for (vars, key, message) in cases {
+            let err = Settings::load_with_env(None, vars.iter().copied()).unwrap_err();
+            assert!(
+                matches!(&err, SettingsError::Rule { key: k, .. } if k == key),
+                "{vars:?}: {err}"
+            );
+            let text = err.to_string();
+            assert!(text.starts_with(&format!("invalid setting `{key}`: ")), "{text}");
+            assert!(text.contains(message), "{vars:?}: {text}\nexpected: {message}");
+        }
+        // A well-formed seed alone is fine (the server judges whether it is known).
+        let s = Settings::load_with_env(None, [("BATON_NATS__NKEY_SEED", seed.as_str())]).unwrap();
+        assert_eq!(s.nats.nkey_seed.expose(), seed);
+    }
+
+    /// docs/settings.md shows `baton config`'s output; this keeps it current. After changing a
+    /// setting, regenerate it with `BATON_UPDATE_DOCS=1 cargo test -p baton-common settings_doc`.
+    #[test]
+    fn settings_doc_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/settings.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let (start, end) = ("```toml\n", "```\n");
+        let from = doc.find(start).expect("a ```toml block in docs/settings.md") + start.len();
+        let to = from + doc[from..].find(end).expect("the end of the ```toml block");
+        let current = Settings::documented_defaults();
+        if doc[from..to] == current {
+            return;
+        }
+        if std::env::var_os("BATON_UPDATE_DOCS").is_some() {
+            std::fs::write(&path, format!("{}{current}{}", &doc[..from], &doc[to..])).unwrap();
+            return;
+        }
+        panic!(
+            "docs/settings.md does not show the current `baton config` output; regenerate it with \
+             BATON_UPDATE_DOCS=1 cargo test -p baton-common settings_doc"
+        );
     }
 
     #[test]

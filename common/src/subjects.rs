@@ -2,7 +2,8 @@
 //!
 //! Subjects are the API between processes; a typo in one is a silent message loss, not a compile
 //! error. Keeping them all here means a reader sees the whole topology at once, clients and
-//! servers cannot disagree on a spelling, and `docs/protocol.md` has one list to mirror.
+//! servers cannot disagree on a spelling, and `docs/protocol.md` has one list to mirror — as does
+//! `deploy/nats/nats.conf`, whose subject permissions must follow any change here.
 //!
 //! Layout:
 //!
@@ -12,6 +13,7 @@
 //! | `baton.worker.hello` / `.heartbeat` / `.goodbye` | workers | registry |
 //! | `baton.worker.<id>.plan` | dispatcher | that worker |
 //! | `baton.worker.<id>.input` | gateway holding the payload | that worker |
+//! | `baton.worker.<id>.rehello` | registry | that worker |
 //! | `baton.sched.batch_done` | workers | dispatcher |
 //! | `baton.ops.status` | operators (request/reply) | scheduler |
 

@@ -19,6 +19,7 @@ pub struct NatsServer {
     binary: PathBuf,
     port: u16,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Mutex<Option<Child>>,
 }
 
@@ -43,6 +44,31 @@ pub fn nats_server_binary() -> Option<PathBuf> {
 impl NatsServer {
     /// Starts a server on a free port with extra command-line `args`.
     pub fn start_with(args: &[&str]) -> io::Result<Self> {
+        Self::launch(args.iter().map(|a| a.to_string()).collect(), Vec::new())
+    }
+
+    pub fn start() -> io::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with a configuration file (`-c config`) and these environment
+    /// variables, which the file can use as `$NAME` (e.g. passwords). The address and port
+    /// still come from the command line, overriding the file's `listen`/`port`, and so does a
+    /// free port for HTTP monitoring, so that servers from one file can run side by side.
+    pub fn start_with_config(config: &std::path::Path, env: &[(&str, &str)]) -> io::Result<Self> {
+        let monitoring = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        Self::launch(
+            vec![
+                "-c".to_string(),
+                config.display().to_string(),
+                "-m".to_string(),
+                monitoring.to_string(),
+            ],
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        )
+    }
+
+    fn launch(args: Vec<String>, env: Vec<(String, String)>) -> io::Result<Self> {
         let binary = nats_server_binary().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -53,27 +79,35 @@ impl NatsServer {
         let s = Self {
             binary,
             port,
-            args: args.iter().map(|a| a.to_string()).collect(),
+            args,
+            env,
             child: Mutex::new(None),
         };
         s.spawn()?;
         Ok(s)
     }
 
-    pub fn start() -> io::Result<Self> {
-        Self::start_with(&[])
-    }
-
     fn spawn(&self) -> io::Result<()> {
         let child = Command::new(&self.binary)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            let exited = match self.child.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                Some(c) => c.try_wait()?,
+                None => None,
+            };
+            if let Some(status) = exited {
+                return Err(io::Error::other(format!(
+                    "nats-server exited at start ({status}); run it by hand with the same arguments to see why: {:?}",
+                    self.args
+                )));
+            }
             if start.elapsed() > Duration::from_secs(10) {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,

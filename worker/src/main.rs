@@ -38,12 +38,18 @@ enum LogFormat {
 enum Command {
     /// Join a Baton deployment and serve batches until SIGTERM or Ctrl-C (then drain and exit 0).
     Run {
-        /// NATS server URL.
-        #[arg(long, default_value = "nats://127.0.0.1:4222")]
-        nats: String,
-        /// This worker's id (unique in the deployment).
+        /// Settings file (TOML) with Baton's [nats] section: URL, credentials, TLS (other
+        /// sections are checked and ignored, except [log]). Every key can also come from
+        /// BATON_NATS__KEY, e.g. BATON_NATS__USER and BATON_NATS__PASSWORD.
         #[arg(long)]
-        id: String,
+        config: Option<std::path::PathBuf>,
+        /// NATS server URL (overrides nats.url; default nats://127.0.0.1:4222).
+        #[arg(long)]
+        nats: Option<String>,
+        /// This worker's id (unique in the deployment; one NATS subject token). Default: the
+        /// host name, which is unique per container and per Kubernetes pod.
+        #[arg(long)]
+        id: Option<String>,
         /// Models to serve with the emulated backend (comma-separated or repeated).
         #[arg(long, value_delimiter = ',', required_unless_present = "model")]
         models: Vec<String>,
@@ -84,9 +90,10 @@ enum Command {
         /// Heartbeat period in milliseconds.
         #[arg(long, default_value_t = 250)]
         heartbeat_ms: u64,
-        /// Log format (the level comes from RUST_LOG, default `info`).
-        #[arg(long, value_enum, default_value = "text")]
-        log_format: LogFormat,
+        /// Log format (default: json if log.json is set, else text). The level comes from
+        /// RUST_LOG, else log.level (default `info`).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Measure a torch model's batch latency L(b), b = 1..max-batch, and write a profile file
     /// (TOML or JSON by extension) for the scheduler, planner and simulator.
@@ -156,6 +163,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
+            config,
             nats,
             id,
             models,
@@ -171,7 +179,21 @@ fn main() -> Result<()> {
             heartbeat_ms,
             log_format,
         } => {
-            init_logging(log_format);
+            let settings = baton_common::Settings::load(config.as_deref())?;
+            let log_format = log_format.unwrap_or(if settings.log.json {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            });
+            init_logging(log_format, &settings.log.level);
+            let mut nats_settings = settings.nats;
+            if let Some(url) = nats {
+                nats_settings.url = url;
+            }
+            let id = match id {
+                Some(id) => id,
+                None => default_worker_id()?,
+            };
             baton_common::subjects::validate_token(&id)
                 .map_err(|e| anyhow::anyhow!("--id `{id}` cannot be used in a NATS subject: {e}"))?;
             #[cfg(feature = "torch")]
@@ -228,7 +250,8 @@ fn main() -> Result<()> {
                     })))
                 }
             };
-            let mut config = WorkerConfig::new(nats, id, hardware);
+            let mut config = WorkerConfig::new(String::new(), id, hardware);
+            config.nats = nats_settings;
             config.heartbeat = Duration::from_millis(heartbeat_ms);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -315,9 +338,23 @@ fn resolve_torch_profiles(models: &[String], args: &[String]) -> Result<HashMap<
     Ok(out)
 }
 
-fn init_logging(format: LogFormat) {
+/// The worker id when `--id` is not given: the host name, which Docker sets to the container
+/// id and Kubernetes to the pod name, so `docker compose up --scale worker=N` and a Deployment's
+/// replicas get distinct ids.
+fn default_worker_id() -> Result<String> {
+    let name = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .context("no --id given and no host name to default to: give the worker an --id")?;
+    // A subject token cannot contain `.`: `gpu-node.example.com` becomes `gpu-node_example_com`.
+    Ok(name.replace(['.', '*', '>'], "_"))
+}
+
+fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
 use baton_common::control::{Goodbye, Heartbeat, WorkerHello, WorkerModel, WorkerState};
+use baton_common::nats::{NatsConnectError, Retry};
+use baton_common::settings::NatsSettings;
 use baton_common::subjects;
 use baton_common::wire::{encode, RejectReason};
 use futures::FutureExt;
@@ -48,8 +50,9 @@ const FAREWELL: Duration = Duration::from_secs(2);
 /// How a worker runs. [`WorkerConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// NATS server URL(s), comma-separated.
-    pub nats_url: String,
+    /// How to reach NATS: URL(s), credentials, TLS (Baton's `[nats]` settings). The
+    /// connection is named `baton-worker-<id>` unless `nats.name` is changed from the default.
+    pub nats: NatsSettings,
     /// Unique worker id; one NATS subject token.
     pub id: String,
     /// Hardware class announced to the scheduler (`cpu`, `t4`, `a100`…).
@@ -71,9 +74,14 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// A worker on an open NATS server at `nats_url` (set [`WorkerConfig::nats`] for
+    /// credentials and TLS).
     pub fn new(nats_url: impl Into<String>, id: impl Into<String>, hardware: impl Into<String>) -> Self {
         WorkerConfig {
-            nats_url: nats_url.into(),
+            nats: NatsSettings {
+                url: nats_url.into(),
+                ..NatsSettings::default()
+            },
             id: id.into(),
             hardware: hardware.into(),
             heartbeat: Duration::from_millis(250),
@@ -94,11 +102,8 @@ pub enum WorkerError {
     InvalidId { id: String, problem: String },
     #[error("the backend serves no models; give the worker at least one model")]
     NoModels,
-    #[error("cannot connect to NATS at {url}: {source}")]
-    Connect {
-        url: String,
-        source: async_nats::ConnectError,
-    },
+    #[error(transparent)]
+    Connect(#[from] NatsConnectError),
     #[error("cannot subscribe to {subject}: {source}")]
     Subscribe {
         subject: String,
@@ -110,8 +115,9 @@ pub enum WorkerError {
 
 /// Runs a worker until `shutdown` resolves and everything it accepted has been answered.
 ///
-/// Connects to NATS (retrying forever: the server may start after the worker), announces the
-/// backend's models, then serves plans. Returns `Ok(())` after a clean drain.
+/// Connects to NATS (waiting as long as it takes: the server may start after the worker; a
+/// rejected credential is an error at once), announces the backend's models, then serves plans.
+/// Returns `Ok(())` after a clean drain, or at once if `shutdown` resolves before NATS answers.
 pub async fn run(
     config: WorkerConfig,
     backend: Box<dyn Backend>,
@@ -139,7 +145,14 @@ pub async fn run(
             .collect(),
     };
     let stats = Arc::new(InboxStats::default());
-    let client = connect(&config, stats.clone()).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let client = tokio::select! {
+        client = connect(&config, stats.clone()) => client?,
+        () = &mut shutdown => {
+            info!(worker = config.id, "shut down before NATS answered");
+            return Ok(());
+        }
+    };
     let subject = subjects::worker_all(&config.id);
     let subscriber = client
         .subscribe(subject.clone())
@@ -228,12 +241,14 @@ pub async fn run(
 }
 
 async fn connect(config: &WorkerConfig, stats: Arc<InboxStats>) -> Result<Client, WorkerError> {
-    let id = config.id.clone();
-    ConnectOptions::new()
-        .name(format!("baton-worker-{}", config.id))
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .reconnect_delay_callback(|attempts| {
+    let mut nats = config.nats.clone();
+    if nats.name == NatsSettings::default().name {
+        nats.name = format!("baton-worker-{}", config.id);
+    }
+    let options = |o: ConnectOptions| {
+        let id = config.id.clone();
+        let stats = stats.clone();
+        o.reconnect_delay_callback(|attempts| {
             // 0, 50, 100, 200 ms … capped at 2 s.
             let exp = attempts.min(6) as u32;
             let ms = if attempts == 0 {
@@ -263,12 +278,8 @@ async fn connect(config: &WorkerConfig, stats: Arc<InboxStats>) -> Result<Client
                 }
             }
         })
-        .connect(config.nats_url.as_str())
-        .await
-        .map_err(|source| WorkerError::Connect {
-            url: config.nats_url.clone(),
-            source,
-        })
+    };
+    Ok(baton_common::nats::connect(&nats, Retry::Forever, options).await?)
 }
 
 /// The runtime loop's state.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use baton_common::client::ClientOptions;
-use baton_common::settings::Settings;
+use baton_common::client::{Client, ClientOptions};
+use baton_common::settings::{NatsSettings, Settings};
 use baton_common::subjects;
 use baton_common::wire::DType;
 use clap::Args;
@@ -26,10 +26,45 @@ pub struct SchedulerArgs {
     pub nats: Option<String>,
 }
 
+/// How the client commands (`status`, `loadgen`, `echo`) reach NATS: the same `[nats]`
+/// settings as the scheduler (URL, credentials, TLS), from a file and `BATON_NATS__*`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Settings file (TOML); only its [nats] section matters here. Every key can also come
+    /// from BATON_NATS__KEY (e.g. BATON_NATS__USER, BATON_NATS__PASSWORD).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// NATS URL (overrides nats.url; default nats://127.0.0.1:4222).
+    #[arg(long)]
+    pub nats: Option<String>,
+}
+
+impl ConnectArgs {
+    /// The `[nats]` settings: defaults, the file, the environment, then `--nats`.
+    pub fn settings(&self) -> Result<NatsSettings> {
+        let mut nats = Settings::load(self.config.as_deref())?.nats;
+        if let Some(url) = &self.nats {
+            nats.url = url.clone();
+        }
+        Ok(nats)
+    }
+
+    /// Connects as a client named `name` (waits up to 10 s for the server; a rejected
+    /// credential fails at once).
+    async fn connect(&self, name: &str) -> Result<Client> {
+        let nats = self.settings()?;
+        Ok(ClientOptions::new()
+            .nats_settings(&nats)
+            .name(name)
+            .connect(&nats.url)
+            .await?)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    #[arg(long, default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Print the raw JSON snapshot.
     #[arg(long)]
     pub json: bool,
@@ -37,8 +72,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct LoadgenArgs {
-    #[arg(long, default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Arrivals from a workload file (all phases), e.g. ../shared/workloads/resnet-8gpu-poisson.yaml.
     #[arg(long, conflicts_with_all = ["rate", "trace", "streams"])]
     pub workload: Option<PathBuf>,
@@ -87,8 +122,8 @@ pub struct LoadgenArgs {
 
 #[derive(Debug, Args)]
 pub struct EchoArgs {
-    #[arg(long, default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Answer requests for this model.
     #[arg(long)]
     pub model: String,
@@ -101,12 +136,12 @@ pub fn echo(a: EchoArgs) -> Result<()> {
     use baton_common::wire::{self, InferReply, InferRequest, Timings};
     use futures::StreamExt;
     runtime()?.block_on(async {
-        let client = ClientOptions::new().name("baton-echo").connect(&a.nats).await?;
+        let client = a.connect.connect("baton-echo").await?;
         let nats = client.nats().clone();
         let mut sub = nats
             .queue_subscribe(subjects::infer(&a.model), subjects::GATEWAY_QUEUE_GROUP.to_string())
             .await?;
-        eprintln!("answering {} on {}", subjects::infer(&a.model), a.nats);
+        eprintln!("answering {}", subjects::infer(&a.model));
         while let Some(m) = sub.next().await {
             let Some(reply) = m.reply else { continue };
             let id = wire::decode::<InferRequest>(&m.payload)
@@ -152,7 +187,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub fn status(a: StatusArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let client = ClientOptions::new().name("baton-status").connect(&a.nats).await?;
+        let client = a.connect.connect("baton-status").await?;
         let reply = tokio::time::timeout(
             Duration::from_secs(3),
             client.nats().request(subjects::OPS_STATUS, "".into()),
@@ -232,7 +267,7 @@ pub fn loadgen(a: LoadgenArgs) -> Result<()> {
     };
     let slo = Duration::from_secs_f64(a.slo_ms / 1e3);
     runtime()?.block_on(async {
-        let client = ClientOptions::new().name("baton-loadgen").connect(&a.nats).await?;
+        let client = a.connect.connect("baton-loadgen").await?;
         if !a.json {
             eprintln!(
                 "sending {} requests over {:.1} s…",

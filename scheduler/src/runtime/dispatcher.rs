@@ -272,8 +272,40 @@ fn explain(reason: RejectReason, model: &str) -> String {
     }
 }
 
+/// How often the queue and occupancy gauges are refreshed: autoscalers read them, so they must
+/// be current whether or not anyone asks for status.
+const GAUGE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Dispatcher {
+    /// Batches in flight per registered worker (0 for idle ones).
+    fn inflight_by_worker(&self) -> HashMap<String, usize> {
+        let mut m: HashMap<String, usize> = self.worker_names.values().map(|n| (n.clone(), 0)).collect();
+        for b in self.batches.values() {
+            if let Some(n) = self.worker_names.get(&b.worker) {
+                *m.entry(n.clone()).or_default() += 1;
+            }
+        }
+        m
+    }
+
+    /// Sets the queue-depth and occupancy gauges from the core's state.
+    fn export_gauges(&self) {
+        for (i, name) in self.model_names.iter().enumerate() {
+            metrics::gauge!(telemetry::QUEUE_DEPTH, "model" => name.clone())
+                .set(self.core.queue_len(ModelId(i as u32)) as f64);
+        }
+        for (w, n) in self.inflight_by_worker() {
+            metrics::gauge!(telemetry::WORKER_BATCHES, "worker" => w).set(n as f64);
+        }
+    }
+}
+
 impl Actor for Dispatcher {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(GAUGE_EVERY, |act, _| act.export_gauges());
+    }
 }
 
 impl Handler<Tick> for Dispatcher {
@@ -381,6 +413,8 @@ impl Handler<WorkerDown> for Dispatcher {
                 self.by_uuid.remove(&b.uuid);
             }
         }
+        // Its series stays in the exporter: say it runs nothing rather than its last count.
+        metrics::gauge!(telemetry::WORKER_BATCHES, "worker" => m.worker.clone()).set(0.0);
         if m.lost {
             tracing::warn!(worker = %m.worker, "worker lost");
         } else {
@@ -409,6 +443,10 @@ impl Handler<Done> for Dispatcher {
             self.deltas.add(b_size, delay_us);
             metrics::histogram!(telemetry::PLAN_TO_START).record(delay_us * 1e-6);
         }
+        // A batch the worker declined or could not assemble did not run (exec_us 0).
+        if let Some(name) = self.worker_names.get(&b.worker).filter(|_| d.exec_us > 0) {
+            metrics::histogram!(telemetry::WORKER_EXEC, "worker" => name.clone()).record(d.exec_us as f64 * 1e-6);
+        }
         let _ = self.core.on_batch_done_after(id, d.exec_us as Time * 1000, now);
         if let Some(gw) = &self.gateway {
             gw.do_send(Release(b.requests));
@@ -431,7 +469,6 @@ impl Handler<GetStatus> for Dispatcher {
             .enumerate()
             .map(|(i, name)| {
                 let m = ModelId(i as u32);
-                metrics::gauge!(telemetry::QUEUE_DEPTH, "model" => name.clone()).set(self.core.queue_len(m) as f64);
                 ModelStatus {
                     name: name.clone(),
                     queue_depth: self.core.queue_len(m),
@@ -470,15 +507,6 @@ impl Handler<InflightByWorker> for Dispatcher {
     type Result = MessageResult<InflightByWorker>;
 
     fn handle(&mut self, _: InflightByWorker, _: &mut Context<Self>) -> Self::Result {
-        let mut m: HashMap<String, usize> = self.worker_names.values().map(|n| (n.clone(), 0)).collect();
-        for b in self.batches.values() {
-            if let Some(n) = self.worker_names.get(&b.worker) {
-                *m.entry(n.clone()).or_default() += 1;
-            }
-        }
-        for (w, n) in &m {
-            metrics::gauge!(telemetry::WORKER_BATCHES, "worker" => w.clone()).set(*n as f64);
-        }
-        MessageResult(m)
+        MessageResult(self.inflight_by_worker())
     }
 }

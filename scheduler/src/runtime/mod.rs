@@ -29,7 +29,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use actix::prelude::*;
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use baton_common::control::{BatchDone, Goodbye, Heartbeat, WorkerHello};
 use baton_common::settings::Settings;
 use baton_common::subjects;
@@ -49,15 +49,16 @@ use registry::{Beat, Bye, Hello, ListWorkers, Registry};
 /// so a full queue means overload and is answered `overloaded` at once.
 const INGEST_QUEUE: usize = 4_096;
 
-/// Connects to NATS with the settings' options, retrying while the server
-/// comes up, and reconnecting forever after.
+/// Connects to NATS with the `[nats]` settings (credentials, TLS) under connection name
+/// `name`, waiting while the server comes up (and saying so in the log), and reconnecting
+/// forever after. A rejected credential ends it at once with an error naming the settings.
 pub async fn connect(settings: &Settings, name: &str) -> Result<async_nats::Client> {
-    let url = settings.nats.url.clone();
-    let opts = async_nats::ConnectOptions::new()
-        .name(name)
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .event_callback(|event| async move {
+    let nats = baton_common::settings::NatsSettings {
+        name: name.to_string(),
+        ..settings.nats.clone()
+    };
+    let client = baton_common::nats::connect(&nats, baton_common::nats::Retry::Forever, |o| {
+        o.event_callback(|event| async move {
             match event {
                 async_nats::Event::SlowConsumer(sid) => {
                     metrics::counter!(telemetry::SLOW_CONSUMER, "where" => "nats").increment(1);
@@ -68,13 +69,11 @@ pub async fn connect(settings: &Settings, name: &str) -> Result<async_nats::Clie
                 }
                 async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
                 async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                other => tracing::info!("NATS: {other}"),
+                other => tracing::warn!("NATS: {other}"),
             }
-        });
-    let client = tokio::time::timeout(Duration::from_secs(30), opts.connect(&url))
-        .await
-        .with_context(|| format!("no NATS server answered at {url} within 30 s (set nats.url)"))?
-        .with_context(|| format!("connecting to NATS at {url}"))?;
+        })
+    })
+    .await?;
     Ok(client)
 }
 
@@ -94,7 +93,15 @@ fn publisher(nats: async_nats::Client) -> gateway::Outbox {
 /// Runs the scheduler until `shutdown` resolves. Must be called inside an
 /// actix `System` (see [`run`]).
 pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let nats = connect(&settings, &settings.nats.name).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Waiting for NATS must not make the scheduler deaf to SIGTERM.
+    let nats = tokio::select! {
+        nats = connect(&settings, &settings.nats.name) => nats?,
+        () = &mut shutdown => {
+            tracing::info!("shut down before NATS answered");
+            return Ok(());
+        }
+    };
     let clock = Clock::new();
     let out = publisher(nats.clone());
     let cfg = CoreConfig::from_settings(&settings.scheduler);

@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
-/// Requests by model and outcome (`good`, `late`, `rejected`, `error`).
+/// Requests answered by a worker, by model (label `outcome="answered"`, counted when their batch
+/// reports done); rejections are counted in [`REJECTED`].
 pub const REQUESTS: &str = "baton_requests_total";
 /// Rejections by model and reason.
 pub const REJECTED: &str = "baton_rejected_total";
-/// Requests waiting in the dispatcher, by model.
+/// Requests waiting in the dispatcher, by model, refreshed every second.
 pub const QUEUE_DEPTH: &str = "baton_queue_depth";
 /// Time from arrival to the plan being sent, seconds, by model.
 pub const QUEUE_TIME: &str = "baton_queue_time_seconds";
@@ -25,8 +26,12 @@ pub const DISPATCHER_LAG: &str = "baton_dispatcher_lag_seconds";
 pub const PLAN_TO_START: &str = "baton_plan_to_start_seconds";
 /// Registered workers by state.
 pub const WORKERS: &str = "baton_workers";
-/// Batches in flight per worker (0 or more): occupancy.
+/// Batches in flight per worker (0 or more), refreshed every second.
 pub const WORKER_BATCHES: &str = "baton_worker_inflight_batches";
+/// Execution time of each finished batch, seconds, per worker (as the worker measured it). Its
+/// `_sum` is the worker's busy time: `rate(baton_worker_exec_seconds_sum[1m])` is its occupancy
+/// (0 to 1), and the sum of those rates over the fleet is the number of devices' worth of work.
+pub const WORKER_EXEC: &str = "baton_worker_exec_seconds";
 /// Bytes of request payload the gateway holds.
 pub const HELD_BYTES: &str = "baton_gateway_held_bytes";
 /// NATS slow-consumer events and ingest-queue overflows.
