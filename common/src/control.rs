@@ -99,6 +99,18 @@ pub struct BatchInput {
     pub inputs: Vec<Tensor>,
 }
 
+/// The scheduler has answered these batches' requests itself (`worker_lost`, after declaring
+/// the worker dead) and withdraws them (`baton.worker.<id>.revoke`). Published on the same
+/// connection as their plans and inputs, so it reaches the worker after them. The worker drops
+/// a revoked batch that has not started running, without replying and without a `BatchDone`,
+/// and remembers the ids for a while so that a late plan or input for them is not run either.
+/// A batch already running is finished and answered as usual (a second reply, the one case
+/// the fence cannot prevent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revoke {
+    pub batch_ids: Vec<Uuid>,
+}
+
 /// A batch finished (`baton.sched.batch_done`): every item has been answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchDone {
@@ -152,5 +164,9 @@ mod tests {
             failed: 0,
         };
         assert_eq!(decode::<BatchDone>(&encode(&done)).unwrap(), done);
+        let revoke = Revoke {
+            batch_ids: vec![Uuid::from_u128(7), Uuid::from_u128(8)],
+        };
+        assert_eq!(decode::<Revoke>(&encode(&revoke)).unwrap(), revoke);
     }
 }

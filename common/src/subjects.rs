@@ -14,6 +14,7 @@
 //! | `baton.worker.<id>.plan` | dispatcher | that worker |
 //! | `baton.worker.<id>.input` | gateway holding the payload | that worker |
 //! | `baton.worker.<id>.rehello` | registry | that worker |
+//! | `baton.worker.<id>.revoke` | gateway (for the dispatcher) | that worker |
 //! | `baton.sched.batch_done` | workers | dispatcher |
 //! | `baton.ops.status` | operators (request/reply) | scheduler |
 
@@ -65,6 +66,13 @@ pub fn worker_rehello(worker_id: impl std::fmt::Display) -> String {
     format!("baton.worker.{worker_id}.rehello")
 }
 
+/// Where the scheduler withdraws batches it has answered itself (their worker was declared
+/// dead): `baton.worker.<id>.revoke`. Published on the connection that published the plans, so
+/// a worker subscribed to [`worker_all`] receives a revoke after the plans it names.
+pub fn worker_revoke(worker_id: impl std::fmt::Display) -> String {
+    format!("baton.worker.{worker_id}.revoke")
+}
+
 /// Everything addressed to one worker: `baton.worker.<id>.>`.
 pub fn worker_all(worker_id: impl std::fmt::Display) -> String {
     format!("baton.worker.{worker_id}.>")
@@ -105,6 +113,7 @@ mod tests {
         assert_eq!(infer("resnet50"), "baton.infer.resnet50");
         assert_eq!(worker_plans("w1"), "baton.worker.w1.plan");
         assert_eq!(worker_inputs("w1"), "baton.worker.w1.input");
+        assert_eq!(worker_revoke("w1"), "baton.worker.w1.revoke");
         assert_eq!(worker_all("w1"), "baton.worker.w1.>");
         let id = uuid::Uuid::nil();
         assert_eq!(

@@ -404,6 +404,14 @@ impl Cluster {
         logs(&self.scheduler).await
     }
 
+    /// Everything worker `id` has logged (stderr), or nothing if there is no such worker.
+    pub async fn worker_logs(&self, id: &str) -> String {
+        match self.workers.get(id) {
+            Some(w) => logs(w).await,
+            None => String::new(),
+        }
+    }
+
     /// Requests answered more than once so far: inbox subject and the replies (`id status reason`).
     pub fn duplicate_replies(&self) -> Vec<(String, Vec<String>)> {
         self.replies.duplicates()

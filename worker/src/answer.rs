@@ -210,6 +210,7 @@ mod tests {
             started: t0 + Duration::from_micros(300),
             finished: t0 + Duration::from_micros(5300),
             results: Ok(vec![Ok(out.clone()), Err(RequestError::Arity { expected: 1, got: 0 })]),
+            revoked: false,
         };
         let a = executed("w1", ex);
         assert_eq!(a.replies.len(), 2);
@@ -258,6 +259,7 @@ mod tests {
             started: t0,
             finished: t0 + Duration::from_millis(60),
             results: Err(BackendError::Failed("out of memory".into())),
+            revoked: false,
         };
         let a = executed("w1", ex);
         for (_, r) in &a.replies {

@@ -9,7 +9,10 @@
 //! count and bytes and forgotten after a time-to-live, and a plan whose inputs have not all come
 //! by its budget plus a grace expires, so that the worker can answer its requests with an error
 //! rather than leave them silent. Batch ids recently closed are remembered, so inputs arriving
-//! after their batch expired are dropped at once instead of lingering as orphans.
+//! after their batch expired are dropped at once instead of lingering as orphans. Batches the
+//! scheduler revoked (it answered their requests itself) are dropped without an answer, and
+//! their ids remembered for [`AssemblyLimits::revoked_ttl`], so that nothing arriving for them
+//! later can run them.
 //!
 //! Like the scheduling core, this is a sans-IO state machine: time comes in as an argument
 //! (`now`), [`Assembler::poll_timeout`] says when it next needs [`Assembler::handle_timeout`], and
@@ -36,8 +39,11 @@ pub struct AssemblyLimits {
     pub max_orphan_batches: usize,
     /// At most this many bytes of tensor data may wait for plans; more are dropped.
     pub max_orphan_bytes: usize,
-    /// How many closed batch ids to remember, to drop their late inputs at once.
+    /// How many closed batch ids to remember, to drop their late inputs at once; also the
+    /// most revoked batch ids remembered.
     pub closed_memory: usize,
+    /// How long a revoked batch id is remembered, so that its late plan or inputs are dropped.
+    pub revoked_ttl: Duration,
 }
 
 impl Default for AssemblyLimits {
@@ -48,6 +54,7 @@ impl Default for AssemblyLimits {
             max_orphan_batches: 1024,
             max_orphan_bytes: 256 << 20,
             closed_memory: 4096,
+            revoked_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -80,6 +87,19 @@ pub enum PlanOutcome {
     Waiting,
     /// A plan with this batch id is already assembling or was recently closed; ignored.
     Duplicate(BatchPlanMsg),
+    /// The scheduler revoked this batch before its plan came: dropped without an answer.
+    Revoked(BatchPlanMsg),
+}
+
+/// What a revoke did to one batch id.
+#[derive(Debug)]
+pub enum RevokeOutcome {
+    /// The plan was waiting for inputs: dropped (its requests are not answered here).
+    Dropped(BatchPlanMsg),
+    /// Only inputs had come (no plan yet): dropped.
+    OrphansDropped,
+    /// Not assembling here: it is queued, running, finished, or unknown. The caller decides.
+    NotAssembling,
 }
 
 /// What became of an input.
@@ -104,6 +124,8 @@ pub enum DropReason {
     Duplicate { index: u32 },
     /// Its batch was already run, answered or expired.
     Closed,
+    /// The scheduler revoked its batch.
+    Revoked,
     /// Too many inputs are already waiting for their plans.
     OrphansFull,
 }
@@ -144,6 +166,9 @@ pub struct Assembler {
     orphan_bytes: usize,
     closed: HashSet<Uuid>,
     closed_order: VecDeque<Uuid>,
+    revoked: HashSet<Uuid>,
+    /// Revoked ids in order of revocation, with when to forget them.
+    revoked_order: VecDeque<(Instant, Uuid)>,
 }
 
 fn tensor_bytes(inputs: &[Tensor]) -> usize {
@@ -161,6 +186,8 @@ impl Assembler {
             orphan_bytes: 0,
             closed: HashSet::new(),
             closed_order: VecDeque::new(),
+            revoked: HashSet::new(),
+            revoked_order: VecDeque::new(),
         }
     }
 
@@ -177,6 +204,9 @@ impl Assembler {
     /// A plan arrived at `now`.
     pub fn on_plan(&mut self, plan: BatchPlanMsg, now: Instant) -> PlanOutcome {
         let id = plan.batch_id;
+        if self.revoked.contains(&id) {
+            return PlanOutcome::Revoked(plan);
+        }
         if self.batches.contains_key(&id) || self.closed.contains(&id) {
             return PlanOutcome::Duplicate(plan);
         }
@@ -217,6 +247,9 @@ impl Assembler {
     /// An input arrived at `now`.
     pub fn on_input(&mut self, input: BatchInput, now: Instant) -> InputOutcome {
         let id = input.batch_id;
+        if self.revoked.contains(&id) {
+            return InputOutcome::Dropped(DropReason::Revoked);
+        }
         if let Some(batch) = self.batches.get_mut(&id) {
             let items = batch.inputs.len();
             let Some(slot) = batch.inputs.get_mut(input.index as usize) else {
@@ -270,14 +303,44 @@ impl Assembler {
         InputOutcome::Orphan
     }
 
+    /// The scheduler revoked batch `id` at `now`: drops it if it is assembling (plan or inputs),
+    /// and remembers the id for [`AssemblyLimits::revoked_ttl`] whatever became of it, so that
+    /// a plan or input arriving later for it is dropped.
+    pub fn revoke(&mut self, id: Uuid, now: Instant) -> RevokeOutcome {
+        if self.revoked.insert(id) {
+            self.revoked_order.push_back((now + self.limits.revoked_ttl, id));
+            if self.revoked_order.len() > self.limits.closed_memory.max(1) {
+                if let Some((_, old)) = self.revoked_order.pop_front() {
+                    self.revoked.remove(&old);
+                }
+            }
+        }
+        if let Some(batch) = self.batches.remove(&id) {
+            self.batch_timers.remove(&(batch.expires, id));
+            self.close(id);
+            return RevokeOutcome::Dropped(batch.plan);
+        }
+        if self.take_orphans(&id).is_some() {
+            return RevokeOutcome::OrphansDropped;
+        }
+        RevokeOutcome::NotAssembling
+    }
+
+    /// Revoked batch ids remembered.
+    pub fn revoked(&self) -> usize {
+        self.revoked.len()
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) should next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let b = self.batch_timers.first().map(|(t, _)| *t);
-        let o = self.orphan_timers.first().map(|(t, _)| *t);
-        match (b, o) {
-            (Some(b), Some(o)) => Some(b.min(o)),
-            (b, o) => b.or(o),
-        }
+        [
+            self.batch_timers.first().map(|(t, _)| *t),
+            self.orphan_timers.first().map(|(t, _)| *t),
+            self.revoked_order.front().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Expires plans and orphans whose time is up at `now`.
@@ -309,6 +372,13 @@ impl Assembler {
             }
             self.take_orphans(&id);
             out.orphans_dropped.push(id);
+        }
+        while let Some(&(t, id)) = self.revoked_order.front() {
+            if t > now {
+                break;
+            }
+            self.revoked_order.pop_front();
+            self.revoked.remove(&id);
         }
         out
     }
@@ -374,6 +444,7 @@ mod tests {
             max_orphan_batches: 2,
             max_orphan_bytes: 3,
             closed_memory: 2,
+            revoked_ttl: Duration::from_millis(1000),
         }
     }
 
@@ -491,6 +562,42 @@ mod tests {
             a.on_input(input(3, 0, 0), t0),
             InputOutcome::Dropped(DropReason::Closed)
         ));
+    }
+
+    #[test]
+    fn a_revoked_batch_is_dropped_and_its_late_messages_too() {
+        let t0 = Instant::now();
+        let mut a = Assembler::new(limits());
+        // Assembling: the plan is dropped, unanswered, and so are later inputs.
+        assert!(matches!(a.on_plan(plan(1, 2, 1000), t0), PlanOutcome::Waiting));
+        a.on_input(input(1, 0, 0), t0);
+        let RevokeOutcome::Dropped(p) = a.revoke(Uuid::from_u128(1), t0) else {
+            panic!("an assembling batch is dropped");
+        };
+        assert_eq!(p.batch_id, Uuid::from_u128(1));
+        assert_eq!(a.assembling(), 0);
+        assert!(matches!(
+            a.on_input(input(1, 1, 0), t0),
+            InputOutcome::Dropped(DropReason::Revoked)
+        ));
+        // Orphans only.
+        a.on_input(input(2, 0, 0), t0);
+        assert!(matches!(
+            a.revoke(Uuid::from_u128(2), t0),
+            RevokeOutcome::OrphansDropped
+        ));
+        assert_eq!(a.orphan_batches(), 0);
+        // Unknown: remembered, so a plan arriving after its revoke is not run.
+        assert!(matches!(a.revoke(Uuid::from_u128(3), t0), RevokeOutcome::NotAssembling));
+        assert!(matches!(a.on_plan(plan(3, 0, 1000), t0), PlanOutcome::Revoked(_)));
+        // Only `closed_memory` (2) ids are remembered, each for `revoked_ttl`.
+        assert_eq!(a.revoked(), 2);
+        let later = t0 + Duration::from_millis(1000);
+        assert_eq!(a.poll_timeout(), Some(later));
+        a.handle_timeout(later);
+        assert_eq!(a.revoked(), 0);
+        assert_eq!(a.poll_timeout(), None);
+        assert!(matches!(a.on_plan(plan(3, 0, 1000), later), PlanOutcome::Ready(_)));
     }
 
     #[test]

@@ -9,14 +9,21 @@
 //!
 //! A panicking backend is caught and turned into a failed batch, so its requests are still
 //! answered and the thread lives on.
+//!
+//! A batch the scheduler revoked while it waited in the channel is not run: the thread checks
+//! [`Executor::revoke`]'s set as it takes each batch, and hands it back as
+//! [`Executed::revoked`] (to be dropped without an answer).
 
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use baton_common::control::BatchPlanMsg;
 use tokio::sync::mpsc::UnboundedSender;
+use uuid::Uuid;
 
 use crate::assembly::ReadyBatch;
 use crate::backend::{Backend, BackendError, ItemResult};
@@ -31,6 +38,8 @@ pub struct Executed {
     pub finished: Instant,
     /// One result per plan item, or the whole batch's failure.
     pub results: Result<Vec<ItemResult>, BackendError>,
+    /// Revoked before it started: it did not run, and must not be answered.
+    pub revoked: bool,
 }
 
 /// Why a batch was not handed to the execution thread.
@@ -48,6 +57,8 @@ pub enum SubmitError {
 pub struct Executor {
     jobs: Option<SyncSender<ReadyBatch>>,
     thread: Option<JoinHandle<()>>,
+    /// Batches submitted and revoked since: skipped if the thread has not started them.
+    revoked: Arc<Mutex<HashSet<Uuid>>>,
 }
 
 impl Executor {
@@ -59,11 +70,28 @@ impl Executor {
         done: UnboundedSender<Executed>,
     ) -> std::io::Result<Executor> {
         let (jobs, rx) = sync_channel::<ReadyBatch>(capacity);
+        let revoked = Arc::new(Mutex::new(HashSet::new()));
+        let skip = revoked.clone();
         let thread = std::thread::Builder::new()
             .name(format!("baton-exec-{}", backend.kind()))
             .spawn(move || {
                 while let Ok(batch) = rx.recv() {
                     let started = Instant::now();
+                    let id = batch.plan.batch_id;
+                    if skip.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+                        let skipped = Executed {
+                            plan: batch.plan,
+                            received: batch.received,
+                            started,
+                            finished: started,
+                            results: Ok(Vec::new()),
+                            revoked: true,
+                        };
+                        if done.send(skipped).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                     let results =
                         catch_unwind(AssertUnwindSafe(|| backend.run_batch(&batch.plan.model, &batch.inputs)))
                             .unwrap_or_else(|panic| Err(BackendError::Failed(panic_message(&panic))))
@@ -84,6 +112,7 @@ impl Executor {
                         started,
                         finished: Instant::now(),
                         results,
+                        revoked: false,
                     };
                     if done.send(executed).is_err() {
                         break;
@@ -93,7 +122,20 @@ impl Executor {
         Ok(Executor {
             jobs: Some(jobs),
             thread: Some(thread),
+            revoked,
         })
+    }
+
+    /// Asks the thread not to run batch `id`, submitted earlier, if it has not started it yet;
+    /// it then comes back with [`Executed::revoked`] set. Call [`Executor::forget`] for it
+    /// when it comes back either way.
+    pub fn revoke(&self, id: Uuid) {
+        self.revoked.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+    }
+
+    /// Forgets a revoke for batch `id`, which has come back (run or not).
+    pub fn forget(&self, id: &Uuid) {
+        self.revoked.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
     /// Hands a batch to the thread without waiting.
@@ -206,6 +248,27 @@ mod tests {
             self.0.recv().map_err(|_| BackendError::Failed("gate closed".into()))?;
             Ok(inputs.iter().map(|_| Ok(vec![])).collect())
         }
+    }
+
+    #[test]
+    fn a_batch_revoked_while_queued_is_not_run() {
+        let (gate, gated) = std::sync::mpsc::channel();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let ex = Executor::spawn(Box::new(Gated(gated)), 2, tx).unwrap();
+        let first = batch("ok", 1);
+        let second = batch("ok", 2);
+        let (first_id, second_id) = (first.plan.batch_id, second.plan.batch_id);
+        ex.try_submit(first).unwrap();
+        ex.try_submit(second).unwrap();
+        // The first is held at the gate (or about to be); the second waits in the queue.
+        ex.revoke(second_id);
+        gate.send(()).unwrap();
+        let a = rx.blocking_recv().unwrap();
+        assert_eq!((a.plan.batch_id, a.revoked), (first_id, false));
+        let b = rx.blocking_recv().unwrap();
+        assert_eq!((b.plan.batch_id, b.revoked), (second_id, true));
+        ex.forget(&second_id);
+        ex.join();
     }
 
     #[test]

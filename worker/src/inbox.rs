@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::{Client, Subscriber};
-use baton_common::control::{BatchInput, BatchPlanMsg};
+use baton_common::control::{BatchInput, BatchPlanMsg, Revoke};
 use baton_common::subjects;
 use baton_common::wire::{decode, RejectReason};
 use futures::{FutureExt, StreamExt};
@@ -28,6 +28,7 @@ use crate::answer;
 pub enum Inbound {
     Plan { plan: BatchPlanMsg, received: Instant },
     Input { input: BatchInput, received: Instant },
+    Revoke(Revoke),
     Rehello,
 }
 
@@ -42,6 +43,10 @@ pub struct InboxStats {
     pub plans_overflowed: AtomicU64,
     /// Inputs dropped because the queue was full.
     pub inputs_overflowed: AtomicU64,
+    /// Revoked batches dropped before they ran (not answered: the scheduler did).
+    pub revoked_dropped: AtomicU64,
+    /// Revoked batches that had already started, so ran and were answered anyway.
+    pub revoked_too_late: AtomicU64,
 }
 
 impl InboxStats {
@@ -66,6 +71,7 @@ pub async fn drain(
     let plan_subject = subjects::worker_plans(&worker_id);
     let input_subject = subjects::worker_inputs(&worker_id);
     let rehello_subject = subjects::worker_rehello(&worker_id);
+    let revoke_subject = subjects::worker_revoke(&worker_id);
     let mut stop = stop.fuse();
     let mut stopping = false;
     loop {
@@ -89,6 +95,8 @@ pub async fn drain(
             decode::<BatchPlanMsg>(&msg.payload).map(|plan| Inbound::Plan { plan, received })
         } else if subject == rehello_subject {
             Ok(Inbound::Rehello)
+        } else if subject == revoke_subject {
+            decode::<Revoke>(&msg.payload).map(Inbound::Revoke)
         } else {
             let n = InboxStats::bump(&stats.malformed);
             warn!(subject, total = n, "message on an unknown worker subject ignored");
@@ -122,6 +130,12 @@ pub async fn drain(
                     "inbox full: input dropped (its batch will expire and be answered with an error)");
             }
             Err(TrySendError::Full(Inbound::Rehello)) => debug!("inbox full: rehello dropped"),
+            // Rare and small, and losing one could let a revoked batch run: wait for room.
+            Err(TrySendError::Full(revoke @ Inbound::Revoke(_))) => {
+                if queue.send(revoke).await.is_err() {
+                    break;
+                }
+            }
         }
     }
 }

@@ -15,12 +15,19 @@
 //! handler would have to spawn them or block its own mailbox. A plain `async fn run` is also
 //! `Send`, so tests and other binaries run a worker on any tokio runtime.
 //!
+//! Revokes (`baton.worker.<id>.revoke`): the scheduler declared this worker dead and answered
+//! the named batches itself. A revoked batch still assembling, waiting in the runtime's queue or
+//! in the execution thread's channel is dropped without a reply or `BatchDone`; one already
+//! running is finished and answered (the scheduler ignores its `BatchDone`). Because a stall
+//! delivers a plan, its inputs and its revoke in one burst, the loop handles every message
+//! already in the inbox before it hands newly complete batches to the execution thread.
+//!
 //! Shutdown (the `shutdown` future resolving, e.g. on SIGTERM): the heartbeat state becomes
 //! `draining`, plans that still arrive are answered `shutting_down`, batches already received
 //! are finished (or expire), then `Goodbye` is published, the connection flushed, and
 //! [`run`] returns.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,13 +43,17 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::answer::{self, Answer};
-use crate::assembly::{Assembler, AssemblyLimits, DropReason, InputOutcome, PlanOutcome, ReadyBatch};
+use crate::assembly::{Assembler, AssemblyLimits, DropReason, InputOutcome, PlanOutcome, ReadyBatch, RevokeOutcome};
 use crate::backend::Backend;
 use crate::executor::{Executed, Executor, SubmitError};
 use crate::inbox::{self, Inbound, InboxStats};
 
 /// How long, after draining, the worker waits for messages already on their way to it.
 const LAST_CALLS: Duration = Duration::from_secs(2);
+
+/// At most this many messages already in the inbox are handled before complete batches go to
+/// the execution thread (so a revoke in the same burst as its batch's inputs is seen first).
+const BURST: usize = 256;
 
 /// How long the goodbye may take on the way out.
 const FAREWELL: Duration = Duration::from_secs(2);
@@ -183,6 +194,8 @@ pub async fn run(
         assembler: Assembler::new(config.assembly.clone()),
         ready: VecDeque::new(),
         running: 0,
+        in_exec: HashMap::new(),
+        hold: false,
         draining: false,
         models: models.into_iter().map(|m| m.name).collect(),
         executor,
@@ -235,6 +248,8 @@ pub async fn run(
         malformed = stats.malformed.load(std::sync::atomic::Ordering::Relaxed),
         plans_overflowed = stats.plans_overflowed.load(std::sync::atomic::Ordering::Relaxed),
         inputs_overflowed = stats.inputs_overflowed.load(std::sync::atomic::Ordering::Relaxed),
+        revoked_dropped = stats.revoked_dropped.load(std::sync::atomic::Ordering::Relaxed),
+        revoked_too_late = stats.revoked_too_late.load(std::sync::atomic::Ordering::Relaxed),
         "worker drained and said goodbye"
     );
     Ok(())
@@ -289,6 +304,10 @@ struct Worker {
     ready: VecDeque<ReadyBatch>,
     /// Batches handed to the execution thread and not yet back.
     running: usize,
+    /// Those batches by id, with whether the scheduler has revoked them since.
+    in_exec: HashMap<uuid::Uuid, bool>,
+    /// Complete batches stay in `ready` while a burst of inbound messages is handled.
+    hold: bool,
     draining: bool,
     models: Vec<String>,
     executor: Executor,
@@ -335,10 +354,44 @@ impl Worker {
                 }
                 Some(executed) = done.recv() => {
                     self.running -= 1;
+                    let id = executed.plan.batch_id;
+                    let revoke_asked = self.in_exec.remove(&id).unwrap_or(false);
+                    if revoke_asked {
+                        self.executor.forget(&id);
+                    }
                     self.feed_executor().await;
+                    if executed.revoked {
+                        let n = InboxStats::bump(&self.stats.revoked_dropped);
+                        info!(batch = %id, total = n, "revoked batch dropped before it ran (the scheduler answered it)");
+                        continue;
+                    }
+                    if revoke_asked {
+                        let n = InboxStats::bump(&self.stats.revoked_too_late);
+                        warn!(batch = %id, total = n,
+                            "revoked batch had already started: answered anyway (its requests may get a second reply)");
+                    }
                     answer::executed(&self.config.id, executed).publish(&self.client).await;
                 }
-                Some(msg) = inbox.recv() => self.on_inbound(msg).await,
+                Some(msg) = inbox.recv() => {
+                    // Handle what else is already here before starting what became complete.
+                    // The drain task may still be decoding the rest of a burst NATS delivered at
+                    // once: yield once to it when the inbox looks empty, then look again.
+                    self.hold = true;
+                    self.on_inbound(msg).await;
+                    let mut yielded = false;
+                    for _ in 0..BURST {
+                        match inbox.try_recv() {
+                            Ok(msg) => self.on_inbound(msg).await,
+                            Err(_) if !yielded && !self.ready.is_empty() => {
+                                yielded = true;
+                                tokio::task::yield_now().await;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.hold = false;
+                    self.feed_executor().await;
+                }
                 _ = heartbeat.tick() => self.publish_heartbeat().await,
                 () = sleep_until(timer) => self.on_timeout().await,
             }
@@ -348,6 +401,7 @@ impl Worker {
     async fn on_inbound(&mut self, msg: Inbound) {
         match msg {
             Inbound::Rehello => self.publish_hello().await,
+            Inbound::Revoke(revoke) => self.on_revoke(&revoke.batch_ids),
             Inbound::Plan { plan, received } => {
                 let reject = if self.draining {
                     Some((
@@ -390,6 +444,10 @@ impl Worker {
                     PlanOutcome::Duplicate(plan) => {
                         warn!(batch = %plan.batch_id, "duplicate plan ignored (its requests are answered once)");
                     }
+                    PlanOutcome::Revoked(plan) => {
+                        let n = InboxStats::bump(&self.stats.revoked_dropped);
+                        info!(batch = %plan.batch_id, total = n, "plan of a revoked batch dropped unanswered");
+                    }
                 }
             }
             Inbound::Input { input, received } => {
@@ -397,11 +455,43 @@ impl Worker {
                 match self.assembler.on_input(input, received) {
                     InputOutcome::Ready(ready) => self.submit(ready).await,
                     InputOutcome::Stored | InputOutcome::Orphan => {}
-                    InputOutcome::Dropped(DropReason::Closed) => {
-                        debug!(%batch, index, "input for a closed batch dropped");
+                    InputOutcome::Dropped(DropReason::Closed | DropReason::Revoked) => {
+                        debug!(%batch, index, "input for a closed or revoked batch dropped");
                     }
                     InputOutcome::Dropped(reason) => warn!(%batch, index, ?reason, "input dropped"),
                 }
+            }
+        }
+    }
+
+    /// The scheduler answered these batches itself: drop those that have not started, unanswered.
+    fn on_revoke(&mut self, ids: &[uuid::Uuid]) {
+        let now = Instant::now();
+        for &id in ids {
+            match self.assembler.revoke(id, now) {
+                RevokeOutcome::Dropped(plan) => {
+                    let n = InboxStats::bump(&self.stats.revoked_dropped);
+                    info!(batch = %id, size = plan.items.len(), total = n,
+                        "revoked batch dropped while assembling (the scheduler answered it)");
+                    continue;
+                }
+                RevokeOutcome::OrphansDropped => {
+                    debug!(batch = %id, "revoked: its inputs dropped (the plan had not come)");
+                    continue;
+                }
+                RevokeOutcome::NotAssembling => {}
+            }
+            if let Some(at) = self.ready.iter().position(|b| b.plan.batch_id == id) {
+                let batch = self.ready.remove(at).expect("position is in range");
+                let n = InboxStats::bump(&self.stats.revoked_dropped);
+                info!(batch = %id, size = batch.plan.items.len(), total = n,
+                    "revoked batch dropped from the queue (the scheduler answered it)");
+            } else if let Some(asked) = self.in_exec.get_mut(&id) {
+                // Skipped if the execution thread has not taken it yet; see the `done` arm.
+                *asked = true;
+                self.executor.revoke(id);
+            } else {
+                debug!(batch = %id, "revoke for a batch not held here (finished, declined or unknown) ignored");
             }
         }
     }
@@ -423,14 +513,20 @@ impl Worker {
     /// Queues a complete batch for the execution thread.
     async fn submit(&mut self, batch: ReadyBatch) {
         self.ready.push_back(batch);
-        self.feed_executor().await;
+        if !self.hold {
+            self.feed_executor().await;
+        }
     }
 
     /// Moves ready batches to the execution thread while it has room.
     async fn feed_executor(&mut self) {
         while let Some(batch) = self.ready.pop_front() {
+            let id = batch.plan.batch_id;
             match self.executor.try_submit(batch) {
-                Ok(()) => self.running += 1,
+                Ok(()) => {
+                    self.running += 1;
+                    self.in_exec.insert(id, false);
+                }
                 Err(SubmitError::Full(batch)) => {
                     self.ready.push_front(batch);
                     return;
@@ -446,6 +542,7 @@ impl Worker {
                         results: Err(crate::backend::BackendError::Failed(
                             "the worker's execution thread has stopped".into(),
                         )),
+                        revoked: false,
                     };
                     let a: Answer = answer::executed(&self.config.id, executed);
                     a.publish(&self.client).await;

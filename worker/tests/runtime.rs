@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::{Client, Message, Subscriber};
 use baton_common::control::{
-    BatchDone, BatchInput, BatchPlanMsg, Goodbye, Heartbeat, PlanItem, WorkerHello, WorkerState,
+    BatchDone, BatchInput, BatchPlanMsg, Goodbye, Heartbeat, PlanItem, Revoke, WorkerHello, WorkerState,
 };
 use baton_common::profile::Profile;
 use baton_common::subjects;
@@ -165,6 +165,25 @@ impl Harness {
             .publish(subjects::worker_inputs(&self.id), encode(&msg).into())
             .await
             .unwrap();
+    }
+
+    async fn send_revoke(&self, batch_ids: &[Uuid]) {
+        let msg = Revoke {
+            batch_ids: batch_ids.to_vec(),
+        };
+        self.client
+            .publish(subjects::worker_revoke(&self.id), encode(&msg).into())
+            .await
+            .unwrap();
+    }
+
+    /// The reports seen for `batch_id`.
+    fn dones_of(&self, batch_id: Uuid) -> usize {
+        self.tap
+            .on(subjects::BATCH_DONE)
+            .iter()
+            .filter(|m| decode::<BatchDone>(&m.payload).unwrap().batch_id == batch_id)
+            .count()
     }
 
     async fn wait_done(&mut self, batch_id: Uuid) -> BatchDone {
@@ -434,4 +453,85 @@ async fn shutdown_finishes_the_running_batch_then_says_goodbye() {
     assert!(beats[first_draining..]
         .iter()
         .all(|m| decode::<Heartbeat>(&m.payload).unwrap().state == WorkerState::Draining));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_revoked_before_its_inputs_come_is_never_run_nor_answered() {
+    let mut h = start("sleep#1000,2000,0,0", |_| {}).await;
+    h.wait_hello().await;
+    // The scheduler declared the worker dead and answered this batch itself: plan, revoke, then
+    // the inputs (as after a NATS stall), and a plan repeated after the revoke.
+    let revoked = plan(2, 1_000_000);
+    h.send_plan(&revoked).await;
+    h.send_revoke(&[revoked.batch_id, Uuid::new_v4()]).await;
+    h.send_input(revoked.batch_id, 0, vec![tensor(0, 4)]).await;
+    h.send_input(revoked.batch_id, 1, vec![tensor(1, 4)]).await;
+    h.send_plan(&revoked).await;
+    // The worker serves on: a batch sent after them runs (and, through one connection, proves
+    // the worker has handled everything before it).
+    let next = plan(1, 1_000_000);
+    h.send_plan(&next).await;
+    h.send_input(next.batch_id, 0, vec![tensor(2, 4)]).await;
+    let done = h.wait_done(next.batch_id).await;
+    assert_eq!((done.batch_size, done.failed), (1, 0));
+    // Nothing is pending: the revoked batch's state is gone.
+    h.tap
+        .wait_for("a heartbeat with nothing pending", |m| {
+            m.subject.as_str() == subjects::WORKER_HEARTBEAT
+                && decode::<Heartbeat>(&m.payload).unwrap().pending_batches == 0
+        })
+        .await;
+    h.shutdown().await;
+
+    let replies = h.tap.replies();
+    for item in &revoked.items {
+        assert!(
+            !replies.contains_key(&item.request_id),
+            "revoked request answered: {replies:?}"
+        );
+    }
+    assert_eq!(h.dones_of(revoked.batch_id), 0, "no BatchDone for a revoked batch");
+    assert_eq!(replies[&next.items[0].request_id].len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_batch_waiting_for_the_device_is_dropped_and_the_running_one_finishes() {
+    // Every batch takes 300 ms.
+    let mut h = start("sleep#0,300000,0,0", |_| {}).await;
+    h.wait_hello().await;
+    let running = plan(1, 1_000_000);
+    let queued = plan(1, 1_000_000);
+    h.send_plan(&running).await;
+    h.send_input(running.batch_id, 0, vec![tensor(0, 4)]).await;
+    // Both held once the first is running and the second complete, waiting for the device.
+    h.tap
+        .wait_for("a heartbeat with a pending batch", |m| {
+            m.subject.as_str() == subjects::WORKER_HEARTBEAT
+                && decode::<Heartbeat>(&m.payload).unwrap().pending_batches == 1
+        })
+        .await;
+    h.send_plan(&queued).await;
+    h.send_input(queued.batch_id, 0, vec![tensor(1, 4)]).await;
+    h.tap
+        .wait_for("a heartbeat with two pending batches", |m| {
+            m.subject.as_str() == subjects::WORKER_HEARTBEAT
+                && decode::<Heartbeat>(&m.payload).unwrap().pending_batches == 2
+        })
+        .await;
+    // Too late for the running one (answered as usual), in time for the queued one.
+    h.send_revoke(&[running.batch_id, queued.batch_id]).await;
+    let done = h.wait_done(running.batch_id).await;
+    assert_eq!(done.failed, 0);
+    h.tap
+        .wait_for("a heartbeat with nothing pending", |m| {
+            m.subject.as_str() == subjects::WORKER_HEARTBEAT
+                && decode::<Heartbeat>(&m.payload).unwrap().pending_batches == 0
+        })
+        .await;
+    h.shutdown().await;
+
+    let replies = h.tap.replies();
+    assert_eq!(replies[&running.items[0].request_id].len(), 1);
+    assert!(!replies.contains_key(&queued.items[0].request_id), "{replies:?}");
+    assert_eq!(h.dones_of(queued.batch_id), 0);
 }

@@ -16,7 +16,7 @@ use baton_common::wire::RejectReason;
 use uuid::Uuid;
 
 use super::clock::Clock;
-use super::gateway::{Gateway, Reject, Release, ServedModels, Ship};
+use super::gateway::{Gateway, Reject, Release, RevokeBatches, ServedModels, Ship};
 use super::status::{ModelStatus, Status};
 use super::telemetry;
 use super::timer::PreciseTimer;
@@ -408,9 +408,23 @@ impl Handler<WorkerDown> for Dispatcher {
             .filter(|(_, b)| b.worker == w)
             .map(|(&id, _)| id)
             .collect();
+        let mut revoked = Vec::with_capacity(lost.len());
         for id in lost {
             if let Some(b) = self.batches.remove(&id) {
                 self.by_uuid.remove(&b.uuid);
+                revoked.push(b.uuid);
+            }
+        }
+        // Fence: their requests are answered (or re-planned) here now, so the worker must not
+        // run these batches should their plans still reach it (e.g. after a NATS stall). Sent
+        // before the rejections below, after the plans (the gateway's outbox keeps the order).
+        if !revoked.is_empty() {
+            if let Some(gw) = &self.gateway {
+                tracing::info!(worker = %m.worker, batches = revoked.len(), "revoking the worker's outstanding batches");
+                gw.do_send(RevokeBatches {
+                    worker: m.worker.clone(),
+                    batches: revoked,
+                });
             }
         }
         // Its series stays in the exporter: say it runs nothing rather than its last count.

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use actix::prelude::*;
-use baton_common::control::{BatchInput, BatchPlanMsg, PlanItem};
+use baton_common::control::{BatchInput, BatchPlanMsg, PlanItem, Revoke};
 use baton_common::subjects;
 use baton_common::wire::{self, InferReply, RejectReason, Tensor};
 use bytes::Bytes;
@@ -66,6 +66,15 @@ pub struct Ship {
     pub requests: Vec<u64>,
     pub deadline: Time,
     pub late: bool,
+}
+
+/// Withdraw batches from a worker declared dead: the dispatcher answers (or re-plans) their
+/// requests itself, so the worker must not run them if their plans still reach it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RevokeBatches {
+    pub worker: String,
+    pub batches: Vec<Uuid>,
 }
 
 /// Answer a request with a rejection and forget it.
@@ -253,6 +262,19 @@ impl Handler<Ship> for Gateway {
             index += 1;
             let _ = self.out.send((inputs.clone(), Bytes::from(wire::encode(&msg))));
         }
+    }
+}
+
+impl Handler<RevokeBatches> for Gateway {
+    type Result = ();
+
+    fn handle(&mut self, r: RevokeBatches, _: &mut Context<Self>) {
+        // Through the same outbox, hence the same connection, as the plans and inputs shipped
+        // before it: the worker receives the revoke after them (see docs/protocol.md §10).
+        let msg = Revoke { batch_ids: r.batches };
+        let _ = self
+            .out
+            .send((subjects::worker_revoke(&r.worker), Bytes::from(wire::encode(&msg))));
     }
 }
 
