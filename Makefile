@@ -72,7 +72,7 @@ bench-sim: build
 
 ## libtorch (issue 6): install libtorch 2.13.0 from PyPI into ~/.cache/baton/torch-venv once, then
 ## build the worker with the `torch` feature against it. The default build never needs libtorch.
-TORCH_VENV ?= $(HOME)/.cache/baton/torch-venv
+TORCH_VENV ?= $(or $(BATON_CACHE),$(HOME)/.cache/baton)/torch-venv
 TORCH_ENV = LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV=$(TORCH_VENV) PATH=$(TORCH_VENV)/bin:$$PATH
 
 .PHONY: torch test-torch torch-setup

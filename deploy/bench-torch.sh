@@ -19,7 +19,7 @@ seconds=${BENCH_SECONDS:-30}
 
 nats_bin=$(deploy/setup/nats-server.sh)
 deploy/setup/libtorch.sh >/dev/null
-venv="$HOME/.cache/baton/torch-venv"
+venv="${BATON_CACHE:-$HOME/.cache/baton}/torch-venv"
 cargo build --release -q -p baton-scheduler
 LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
   cargo build --release -q -p baton-worker --features torch

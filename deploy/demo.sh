@@ -25,7 +25,7 @@ nats_bin=$(deploy/setup/nats-server.sh)
 if [ "$backend" = torch ]; then
   echo "setting up libtorch (once; torch==2.13.0 from PyPI into ~/.cache/baton/torch-venv)..."
   deploy/setup/libtorch.sh >/dev/null
-  venv="$HOME/.cache/baton/torch-venv"
+  venv="${BATON_CACHE:-$HOME/.cache/baton}/torch-venv"
   cargo build --release -q -p baton-scheduler
   LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
     cargo build --release -q -p baton-worker --features torch

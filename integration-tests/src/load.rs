@@ -91,7 +91,9 @@ impl LoadSummary {
         self.rejected_by_reason.get(reason).copied().unwrap_or(0)
     }
 
-    /// Every request ended exactly once, and the rejections add up by reason.
+    /// The loadgen sent something and its counts add up, by outcome and by rejection reason. The
+    /// loadgen keeps only the first reply per request, so duplicates are checked elsewhere
+    /// (`Cluster::assert_no_duplicate_replies`).
     pub fn assert_accounted(&self) {
         assert!(self.sent > 0, "the loadgen sent nothing: {self}");
         assert_eq!(self.unaccounted(), 0, "requests unaccounted for: {self}");
