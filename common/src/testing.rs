@@ -147,3 +147,18 @@ impl Drop for NatsServer {
         self.stop();
     }
 }
+
+/// A binary of another workspace package, from an integration test: test executables run from
+/// `<target>/<profile>/deps/`, and the workspace's binaries sit one level up. Panics naming the
+/// build command when it is missing (`make test` builds the whole workspace first).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` first (make test does)",
+        p.display()
+    );
+    p
+}

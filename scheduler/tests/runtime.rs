@@ -23,16 +23,7 @@ fn bin(name: &str) -> PathBuf {
     if name == "baton" {
         return PathBuf::from(env!("CARGO_BIN_EXE_baton"));
     }
-    // Sibling binaries of the workspace land next to this test's directory.
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build -p baton-worker` (make test does)",
-        p.display()
-    );
-    p
+    baton_common::testing::workspace_binary(name)
 }
 
 /// One cluster at a time: they measure latency, and this machine has two cores.

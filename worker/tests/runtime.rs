@@ -186,6 +186,17 @@ impl Harness {
             .count()
     }
 
+    /// Waits for a heartbeat reporting exactly `n` pending batches.
+    async fn wait_pending(&mut self, n: u32) {
+        let what = format!("a heartbeat with {n} pending batches");
+        self.tap
+            .wait_for(&what, move |m| {
+                m.subject.as_str() == subjects::WORKER_HEARTBEAT
+                    && decode::<Heartbeat>(&m.payload).unwrap().pending_batches == n
+            })
+            .await;
+    }
+
     async fn wait_done(&mut self, batch_id: Uuid) -> BatchDone {
         let m = self
             .tap
@@ -398,12 +409,7 @@ async fn shutdown_finishes_the_running_batch_then_says_goodbye() {
     h.send_input(p.batch_id, 0, vec![inputs[0].clone()]).await;
     h.send_input(p.batch_id, 1, vec![inputs[1].clone()]).await;
     // The worker reports the batch as pending before we stop it.
-    h.tap
-        .wait_for("a heartbeat with a pending batch", |m| {
-            m.subject.as_str() == subjects::WORKER_HEARTBEAT
-                && decode::<Heartbeat>(&m.payload).unwrap().pending_batches == 1
-        })
-        .await;
+    h.wait_pending(1).await;
     h.stop.take().unwrap().send(()).unwrap();
     let draining = h
         .tap
@@ -475,12 +481,7 @@ async fn a_batch_revoked_before_its_inputs_come_is_never_run_nor_answered() {
     let done = h.wait_done(next.batch_id).await;
     assert_eq!((done.batch_size, done.failed), (1, 0));
     // Nothing is pending: the revoked batch's state is gone.
-    h.tap
-        .wait_for("a heartbeat with nothing pending", |m| {
-            m.subject.as_str() == subjects::WORKER_HEARTBEAT
-                && decode::<Heartbeat>(&m.payload).unwrap().pending_batches == 0
-        })
-        .await;
+    h.wait_pending(0).await;
     h.shutdown().await;
 
     let replies = h.tap.replies();
@@ -504,30 +505,15 @@ async fn a_revoked_batch_waiting_for_the_device_is_dropped_and_the_running_one_f
     h.send_plan(&running).await;
     h.send_input(running.batch_id, 0, vec![tensor(0, 4)]).await;
     // Both held once the first is running and the second complete, waiting for the device.
-    h.tap
-        .wait_for("a heartbeat with a pending batch", |m| {
-            m.subject.as_str() == subjects::WORKER_HEARTBEAT
-                && decode::<Heartbeat>(&m.payload).unwrap().pending_batches == 1
-        })
-        .await;
+    h.wait_pending(1).await;
     h.send_plan(&queued).await;
     h.send_input(queued.batch_id, 0, vec![tensor(1, 4)]).await;
-    h.tap
-        .wait_for("a heartbeat with two pending batches", |m| {
-            m.subject.as_str() == subjects::WORKER_HEARTBEAT
-                && decode::<Heartbeat>(&m.payload).unwrap().pending_batches == 2
-        })
-        .await;
+    h.wait_pending(2).await;
     // Too late for the running one (answered as usual), in time for the queued one.
     h.send_revoke(&[running.batch_id, queued.batch_id]).await;
     let done = h.wait_done(running.batch_id).await;
     assert_eq!(done.failed, 0);
-    h.tap
-        .wait_for("a heartbeat with nothing pending", |m| {
-            m.subject.as_str() == subjects::WORKER_HEARTBEAT
-                && decode::<Heartbeat>(&m.payload).unwrap().pending_batches == 0
-        })
-        .await;
+    h.wait_pending(0).await;
     h.shutdown().await;
 
     let replies = h.tap.replies();

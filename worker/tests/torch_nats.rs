@@ -5,7 +5,6 @@
 //! requests (checked on the plans the scheduler sends).
 #![cfg(feature = "torch")]
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,19 +20,6 @@ const SHAPE: [u64; 3] = [3, 32, 32];
 /// The worker CLI's seed for random weights (`TorchConfig::default().seed`).
 const SEED: i64 = 42;
 const WORKER: &str = "torch-0";
-
-fn baton_bin() -> PathBuf {
-    // The scheduler crate's binary lands next to this package's: `make test` builds the whole
-    // workspace (`cargo test --workspace`) before the torch tests.
-    let exe = std::env::current_exe().expect("test binary path");
-    let p = exe.parent().and_then(|d| d.parent()).expect("target dir").join("baton");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build -p baton-scheduler` first (make test does)",
-        p.display()
-    );
-    p
-}
 
 /// Kills the processes however the test ends.
 struct Procs(Vec<Child>);
@@ -91,7 +77,7 @@ async fn results_through_baton_equal_a_direct_forward_alone_and_in_mixed_batches
     let url = nats.url();
     let mut procs = Procs(vec![]);
     procs.0.push(
-        Command::new(baton_bin())
+        Command::new(baton_common::testing::workspace_binary("baton"))
             .args(["scheduler", "--nats", &url])
             .env("BATON_METRICS__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
