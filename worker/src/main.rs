@@ -98,11 +98,8 @@ enum Command {
     /// Measure a torch model's batch latency L(b), b = 1..max-batch, and write a profile file
     /// (TOML or JSON by extension) for the scheduler, planner and simulator.
     Profile {
-        /// `NAME=SOURCE` as in `run --model`, or just an architecture (`resnet18`).
-        #[arg(long)]
-        model: String,
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[command(flatten)]
+        target: ModelArgs,
         #[arg(long, default_value_t = 8)]
         max_batch: u32,
         /// Output file: `.toml` or `.json`.
@@ -117,40 +114,51 @@ enum Command {
         /// Untimed runs per batch size before the timed ones.
         #[arg(long, default_value_t = 2)]
         warmup: u32,
-        /// Intra-op threads (default: every available core).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Shape of the model's one input per request, without the batch dimension.
-        #[arg(long, default_value = "3,224,224")]
-        input_shape: String,
-        #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-        input_dtype: DType,
     },
     /// The reference for serving efficiency: run a torch model in a plain tch loop at one batch
     /// size (pre-stacked input, no NATS, no validation) and print images per second.
     Bench {
-        /// `NAME=SOURCE` as in `run --model`, or just an architecture (`resnet18`).
-        #[arg(long)]
-        model: String,
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[command(flatten)]
+        target: ModelArgs,
         #[arg(long, default_value_t = 8)]
         batch: u32,
         /// Seconds of timed runs (after one warm-up batch).
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
-        /// Intra-op threads (default: every available core).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Shape of the model's one input per request, without the batch dimension.
-        #[arg(long, default_value = "3,224,224")]
-        input_shape: String,
-        #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-        input_dtype: DType,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The one torch model `profile` and `bench` load, and where.
+#[derive(Debug, clap::Args)]
+struct ModelArgs {
+    /// `NAME=SOURCE` as in `run --model`, or just an architecture (`resnet18`).
+    #[arg(long)]
+    model: String,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Intra-op threads (default: every available core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Shape of the model's one input per request, without the batch dimension.
+    #[arg(long, default_value = "3,224,224")]
+    input_shape: String,
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    input_dtype: DType,
+}
+
+#[cfg(feature = "torch")]
+impl ModelArgs {
+    fn to_cli(&self) -> Result<torch_cli::OneModel<'_>> {
+        Ok(torch_cli::OneModel {
+            model: &self.model,
+            device: &self.device,
+            threads: self.threads,
+            inputs: parse_inputs(&self.input_shape, self.input_dtype)?,
+        })
+    }
 }
 
 /// What to say when this binary was built without libtorch.
@@ -266,55 +274,32 @@ fn main() -> Result<()> {
         Command::Bench { .. } => bail!("bench: {NO_TORCH}"),
         #[cfg(feature = "torch")]
         Command::Bench {
-            model,
-            device,
+            target,
             batch,
             seconds,
-            threads,
-            input_shape,
-            input_dtype,
             json,
         } => {
             if !(seconds.is_finite() && seconds > 0.0) {
                 bail!("--seconds must be a positive number of seconds");
             }
-            let inputs = parse_inputs(&input_shape, input_dtype)?;
-            torch_cli::bench(
-                &model,
-                &device,
-                batch,
-                Duration::from_secs_f64(seconds),
-                threads,
-                inputs,
-                json,
-            )
+            torch_cli::bench(&target.to_cli()?, batch, Duration::from_secs_f64(seconds), json)
         }
         #[cfg(feature = "torch")]
         Command::Profile {
-            model,
-            device,
+            target,
             max_batch,
             out,
             hardware,
             repeats,
             warmup,
-            threads,
-            input_shape,
-            input_dtype,
-        } => {
-            let inputs = parse_inputs(&input_shape, input_dtype)?;
-            torch_cli::profile(torch_cli::ProfileArgs {
-                model: &model,
-                device: &device,
-                max_batch,
-                out: &out,
-                hardware: hardware.as_deref(),
-                repeats,
-                warmup,
-                threads,
-                inputs,
-            })
-        }
+        } => torch_cli::profile(torch_cli::ProfileArgs {
+            target: target.to_cli()?,
+            max_batch,
+            out: &out,
+            hardware: hardware.as_deref(),
+            repeats,
+            warmup,
+        }),
     }
 }
 

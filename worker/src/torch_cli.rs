@@ -66,16 +66,40 @@ pub fn backend(
     Ok(backend)
 }
 
-pub struct ProfileArgs<'a> {
+/// One torch model to load alone (`profile`, `bench`).
+pub struct OneModel<'a> {
+    /// `NAME=SOURCE` or an architecture.
     pub model: &'a str,
     pub device: &'a str,
+    pub threads: Option<usize>,
+    pub inputs: Vec<InputSpec>,
+}
+
+impl OneModel<'_> {
+    /// Loads the model with batches up to `max_batch`, announcing no profile of its own (the
+    /// caller measures). Returns its name and the backend.
+    fn load(&self, max_batch: u32) -> Result<(String, TorchBackend)> {
+        let (name, source) = parse_models(&[self.model.to_string()])?.remove(0);
+        let config = config(self.device, self.threads)?;
+        let spec = TorchModelSpec {
+            name: name.clone(),
+            source: ModelSource::parse(&source),
+            inputs: self.inputs.clone(),
+            max_batch,
+            profile: Some(Profile::from_spec("sleep#0,0,0,0", max_batch)?),
+        };
+        let backend = TorchBackend::new(&config, [spec]).context("cannot load the model")?;
+        Ok((name, backend))
+    }
+}
+
+pub struct ProfileArgs<'a> {
+    pub target: OneModel<'a>,
     pub max_batch: u32,
     pub out: &'a Path,
     pub hardware: Option<&'a str>,
     pub repeats: u32,
     pub warmup: u32,
-    pub threads: Option<usize>,
-    pub inputs: Vec<InputSpec>,
 }
 
 /// `baton-worker profile`: measures and writes the profile, with a progress bar on stderr.
@@ -83,18 +107,7 @@ pub fn profile(args: ProfileArgs<'_>) -> Result<()> {
     if args.max_batch == 0 {
         bail!("--max-batch must be at least 1");
     }
-    let (name, source) = parse_models(&[args.model.to_string()])?.remove(0);
-    let config = config(args.device, args.threads)?;
-    // Built with a placeholder profile: the real one is what we are about to measure.
-    let placeholder = Profile::from_spec("sleep#0,0,0,0", args.max_batch)?;
-    let spec = TorchModelSpec {
-        name: name.clone(),
-        source: ModelSource::parse(&source),
-        inputs: args.inputs,
-        max_batch: args.max_batch,
-        profile: Some(placeholder),
-    };
-    let mut backend = TorchBackend::new(&config, [spec]).context("cannot load the model")?;
+    let (name, mut backend) = args.target.load(args.max_batch)?;
     let runs_per_batch = u64::from(args.warmup + args.repeats.max(1));
     let bar = ProgressBar::new(u64::from(args.max_batch) * runs_per_batch);
     bar.set_style(
@@ -114,7 +127,9 @@ pub fn profile(args: ProfileArgs<'_>) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
-    let hardware = args.hardware.map_or_else(|| args.device.to_string(), str::to_string);
+    let hardware = args
+        .hardware
+        .map_or_else(|| args.target.device.to_string(), str::to_string);
     let measured = measured.with_hardware(hardware);
     measured
         .save(args.out)
@@ -134,44 +149,25 @@ pub fn profile(args: ProfileArgs<'_>) -> Result<()> {
 }
 
 /// `baton-worker bench`: images per second of a plain tch loop at one batch size.
-pub fn bench(
-    model: &str,
-    device: &str,
-    batch: u32,
-    duration: std::time::Duration,
-    threads: Option<usize>,
-    inputs: Vec<InputSpec>,
-    json: bool,
-) -> Result<()> {
+pub fn bench(target: &OneModel<'_>, batch: u32, duration: std::time::Duration, json: bool) -> Result<()> {
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let (name, source) = parse_models(&[model.to_string()])?.remove(0);
-    let config = config(device, threads)?;
-    let spec = TorchModelSpec {
-        name: name.clone(),
-        source: ModelSource::parse(&source),
-        inputs,
-        max_batch: batch,
-        // Never announced: the loop below is the measurement.
-        profile: Some(Profile::from_spec("sleep#0,0,0,0", batch)?),
-    };
-    let backend = TorchBackend::new(&config, [spec]).context("cannot load the model")?;
+    let (name, backend) = target.load(batch)?;
+    let (device, threads) = (target.device, config(target.device, target.threads)?.threads);
     let (batches, elapsed) = backend.direct_loop(&name, batch, 1, duration)?;
     let images_per_s = (batches * u64::from(batch)) as f64 / elapsed.as_secs_f64();
     let batch_ms = elapsed.as_secs_f64() * 1e3 / batches as f64;
     if json {
         println!(
-            "{{\"model\":\"{name}\",\"device\":\"{device}\",\"threads\":{},\"batch\":{batch},\"batches\":{batches},\
+            "{{\"model\":\"{name}\",\"device\":\"{device}\",\"threads\":{threads},\"batch\":{batch},\"batches\":{batches},\
              \"seconds\":{:.3},\"batch_ms\":{batch_ms:.3},\"images_per_s\":{images_per_s:.2}}}",
-            config.threads,
             elapsed.as_secs_f64()
         );
     } else {
         println!(
-            "{name} on {device} ({} threads), batch {batch}: {batches} batches in {:.1} s, {batch_ms:.1} ms per batch, \
+            "{name} on {device} ({threads} threads), batch {batch}: {batches} batches in {:.1} s, {batch_ms:.1} ms per batch, \
              {images_per_s:.1} images/s",
-            config.threads,
             elapsed.as_secs_f64()
         );
     }
