@@ -356,6 +356,18 @@ impl Profile {
         Ok(self.entry(b)?.std_us)
     }
 
+    /// The table the scheduling core plans with: L(b) = mean + std + pre + post in nanoseconds,
+    /// with the std kept apart so profile correction scales the margin too.
+    pub fn latency_table(&self) -> baton_core::LatencyTable {
+        let std_ns = |b| (self.std_us(b).unwrap_or(0.0) * 1e3).round() as baton_core::Time;
+        baton_core::LatencyTable::from_fn_with_std(
+            self.max_batch(),
+            // In range by construction; a profile never yields an error for 1..=max.
+            |b| self.latency_ns(b).unwrap_or(u64::MAX / 4) as baton_core::Time - std_ns(b),
+            std_ns,
+        )
+    }
+
     /// Renders the profile as TOML.
     pub fn to_toml_string(&self) -> Result<String, ProfileError> {
         toml::to_string_pretty(self).map_err(|e| ProfileError::Serialize(e.to_string()))

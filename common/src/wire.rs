@@ -297,6 +297,17 @@ impl RejectReason {
     }
 }
 
+impl From<baton_core::RejectReason> for RejectReason {
+    fn from(r: baton_core::RejectReason) -> Self {
+        match r {
+            baton_core::RejectReason::DeadlineUnattainable => RejectReason::DeadlineUnattainable,
+            baton_core::RejectReason::UnknownModel => RejectReason::UnknownModel,
+            baton_core::RejectReason::WorkerLost => RejectReason::WorkerLost,
+            baton_core::RejectReason::Overloaded => RejectReason::Overloaded,
+        }
+    }
+}
+
 impl fmt::Display for RejectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

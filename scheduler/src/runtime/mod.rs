@@ -92,6 +92,27 @@ fn publisher(nats: async_nats::Client) -> gateway::Outbox {
 
 /// Runs the scheduler until `shutdown` resolves. Must be called inside an
 /// actix `System` (see [`run`]).
+/// The core's knobs from the `[scheduler]` settings (microseconds and milliseconds there,
+/// nanoseconds in the core).
+pub fn core_config(s: &baton_common::settings::SchedulerSettings) -> CoreConfig {
+    let us = |v: u64| v as crate::core::Time * crate::core::US;
+    let ms = |v: u64| v as crate::core::Time * crate::core::MS;
+    CoreConfig {
+        deltas: crate::core::Deltas {
+            ctrl: us(s.delta_ctrl_us),
+            data: us(s.delta_data_us),
+            resp: us(s.delta_resp_us),
+            epsilon: us(s.epsilon_us),
+        },
+        drop_policy: s.drop_policy,
+        condition: s.condition,
+        gpu_choice: s.gpu_choice,
+        rate_bucket: ms(s.rate_bucket_ms),
+        rate_window: ms(s.rate_window_ms),
+        profile_ewma: s.profile_ewma,
+    }
+}
+
 pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
     // Waiting for NATS must not make the scheduler deaf to SIGTERM.
@@ -104,7 +125,7 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     };
     let clock = Clock::new();
     let out = publisher(nats.clone());
-    let cfg = CoreConfig::from_settings(&settings.scheduler);
+    let cfg = core_config(&settings.scheduler);
     let dispatcher = Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| Dispatcher::new(cfg, clock));
     let gateway = Gateway::new(
         out.clone(),
@@ -309,4 +330,15 @@ pub fn run(settings: Settings) -> Result<()> {
         }
         serve(settings, shutdown_signal()).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cores_defaults_are_the_settings_defaults() {
+        let settings = baton_common::settings::SchedulerSettings::default();
+        assert_eq!(core_config(&settings), CoreConfig::default());
+    }
 }

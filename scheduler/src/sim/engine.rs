@@ -19,8 +19,8 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::metrics::{Recorder, RunMetrics};
 use super::policy::{Policy, SimModel};
-use super::workload::{self, Trace, Workload};
-use crate::core::{Action, Arrival, BatchId, CoreConfig, LatencyTable, ModelId, RequestId, Time, WorkerId, MS};
+use crate::workload::{self, Trace, Workload};
+use crate::core::{Action, Arrival, BatchId, CoreConfig, ModelId, RequestId, Time, WorkerId, MS};
 
 /// Emulated GPUs' deviation from the profile. Batches run `mean(b)·(1 +
 /// cv·z)`, z standard normal; the policies plan with the profile a profiler
@@ -105,7 +105,7 @@ pub fn sim_models(w: &Workload) -> Vec<SimModel> {
             let bench_reqs: f64 = m.bench.iter().map(|s| s.duration_s * s.rps).sum();
             SimModel {
                 name: m.name.clone(),
-                latency: LatencyTable::from_profile(&m.profile),
+                latency: m.profile.latency_table(),
                 slo: (m.slo_ms * MS as f64) as Time,
                 planned_rps: if bench_secs > 0.0 { bench_reqs / bench_secs } else { 0.0 },
             }

@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
-use baton_scheduler::core::{
+use baton_core::{
     Action, Arrival, BatchId, BatchPlan, Condition, CoreConfig, DropPolicy, GpuChoice, LatencyTable, ModelId,
     ModelSpec, RejectReason, RequestId, Scheduler, Time, WorkerId, MS, US,
 };

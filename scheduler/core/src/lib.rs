@@ -21,14 +21,14 @@ pub mod candidate;
 pub mod gpu_pool;
 pub mod latency;
 pub mod min_tree;
+pub mod policy;
 pub mod queue;
 pub mod rate;
 pub mod scheduler;
 pub mod target;
 pub mod window;
 
-pub use baton_common::settings::{Condition, DropPolicy, GpuChoice};
-pub use baton_common::wire::RejectReason;
+pub use policy::{Condition, DropPolicy, GpuChoice, ParseEnumError, RejectReason};
 pub use latency::LatencyTable;
 pub use scheduler::{Action, Arrival, BatchPlan, CoreConfig, CoreError, ModelSpec, Scheduler};
 pub use window::{Deltas, Window};

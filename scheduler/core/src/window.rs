@@ -14,7 +14,7 @@
 //! long as waiting can still grow the batch, and no longer. Eager starts at
 //! `max(t_e, g)`.
 
-use baton_common::settings::Condition;
+use crate::Condition;
 
 use super::{LatencyTable, Time};
 

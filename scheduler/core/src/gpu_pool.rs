@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use baton_common::settings::GpuChoice;
+use crate::GpuChoice;
 
 use super::min_tree::{MinTree, EMPTY};
 use super::{ModelId, Time, WorkerId};

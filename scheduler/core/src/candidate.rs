@@ -25,7 +25,7 @@
 //! in the next batch, which keeps the work per arrival independent of the
 //! queue's length.
 
-use baton_common::settings::{Condition, DropPolicy};
+use crate::{Condition, DropPolicy};
 
 use super::queue::{Entry, Queue};
 use super::window::{window, Deltas, Window};
@@ -149,7 +149,7 @@ pub fn form(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{RequestId, MS, US};
+    use crate::{RequestId, MS, US};
 
     fn lat() -> LatencyTable {
         // L(b) = 1 ms + 1 ms·b, max batch 8.

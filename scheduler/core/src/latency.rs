@@ -1,6 +1,6 @@
 //! The latency table the core plans with: `L(b)` in nanoseconds for
-//! b = 1..=max_batch, taken from a [`Profile`] once so the hot path is an
-//! array lookup.
+//! b = 1..=max_batch, taken from a profile once (`baton_common::profile::Profile::latency_table`)
+//! so the hot path is an array lookup.
 //!
 //! Profiles go stale (another tenant on the GPU, a different driver, a
 //! profile from other hardware), so the table corrects itself from what
@@ -8,8 +8,6 @@
 //! actual / profiled mean over every finished batch and scales the whole
 //! table (mean and std, so the safety margin the std gives is kept) by it. One factor per model, rather than one per batch size, so batch sizes
 //! never run are corrected too and the table stays non-decreasing.
-
-use baton_common::profile::Profile;
 
 use super::Time;
 
@@ -27,17 +25,6 @@ pub struct LatencyTable {
 }
 
 impl LatencyTable {
-    /// L(b) = mean + std + pre + post, already forced non-decreasing by the profile.
-    pub fn from_profile(p: &Profile) -> Self {
-        let std_ns = |b| (p.std_us(b).unwrap_or(0.0) * 1e3).round() as Time;
-        Self::from_fn_with_std(
-            p.max_batch(),
-            // In range by construction; a profile never yields an error for 1..=max.
-            |b| p.latency_ns(b).unwrap_or(u64::MAX / 4) as Time - std_ns(b),
-            std_ns,
-        )
-    }
-
     /// A table from a function, for tests and synthetic benchmarks (no std).
     pub fn from_fn(max_batch: u32, f: impl Fn(u32) -> Time) -> Self {
         Self::from_fn_with_std(max_batch, f, |_| 0)

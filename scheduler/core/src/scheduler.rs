@@ -15,10 +15,6 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use baton_common::profile::Profile;
-use baton_common::settings::{Condition, DropPolicy, GpuChoice, SchedulerSettings};
-use baton_common::wire::RejectReason;
-
 use super::candidate::{form, Candidate, FormParams};
 use super::gpu_pool::{GpuPool, PoolError};
 use super::min_tree::{MinTree, EMPTY};
@@ -26,9 +22,10 @@ use super::queue::{Entry, Queue};
 use super::rate::RateMeter;
 use super::target::{b_target, TargetParams};
 use super::window::Deltas;
-use super::{BatchId, LatencyTable, ModelId, RequestId, Time, WorkerId, MS, US};
+use super::{BatchId, Condition, DropPolicy, GpuChoice, LatencyTable, ModelId, RejectReason, RequestId, Time, WorkerId, MS, US};
 
-/// The core's knobs (DESIGN.md §4); see [`SchedulerSettings`] for their meaning.
+/// The core's knobs (DESIGN.md §4). The runtime fills them from its `[scheduler]` settings,
+/// whose documentation says what each one means and why the defaults are what they are.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CoreConfig {
     pub deltas: Deltas,
@@ -41,9 +38,25 @@ pub struct CoreConfig {
     pub profile_ewma: f64,
 }
 
+/// The runtime's defaults over NATS (the `[scheduler]` settings' defaults; a test in the
+/// runtime keeps the two equal): δ_ctrl 1 ms, δ_data 50 µs, δ_resp 2 ms, ε 1 ms, default
+/// policies, 50 ms rate buckets over 5 s, profile correction weight 0.05.
 impl Default for CoreConfig {
     fn default() -> Self {
-        Self::from_settings(&SchedulerSettings::default())
+        Self {
+            deltas: Deltas {
+                ctrl: MS,
+                data: 50 * US,
+                resp: 2 * MS,
+                epsilon: MS,
+            },
+            drop_policy: DropPolicy::default(),
+            condition: Condition::default(),
+            gpu_choice: GpuChoice::default(),
+            rate_bucket: 50 * MS,
+            rate_window: 5_000 * MS,
+            profile_ewma: 0.05,
+        }
     }
 }
 
@@ -63,24 +76,6 @@ impl CoreConfig {
             ..Self::default()
         }
     }
-
-    pub fn from_settings(s: &SchedulerSettings) -> Self {
-        let us = |v: u64| v as Time * US;
-        Self {
-            deltas: Deltas {
-                ctrl: us(s.delta_ctrl_us),
-                data: us(s.delta_data_us),
-                resp: us(s.delta_resp_us),
-                epsilon: us(s.epsilon_us),
-            },
-            drop_policy: s.drop_policy,
-            condition: s.condition,
-            gpu_choice: s.gpu_choice,
-            rate_bucket: s.rate_bucket_ms as Time * MS,
-            rate_window: s.rate_window_ms as Time * MS,
-            profile_ewma: s.profile_ewma,
-        }
-    }
 }
 
 /// A model as the core needs it.
@@ -90,16 +85,6 @@ pub struct ModelSpec {
     pub latency: LatencyTable,
     /// The model's SLO, used when a request brings none.
     pub slo: Time,
-}
-
-impl ModelSpec {
-    pub fn from_profile(name: impl Into<String>, profile: &Profile, slo: Time) -> Self {
-        Self {
-            name: name.into(),
-            latency: LatencyTable::from_profile(profile),
-            slo,
-        }
-    }
 }
 
 /// A request's metadata: what the core sees of it (never its tensors).
