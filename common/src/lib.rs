@@ -18,6 +18,9 @@ pub mod nats;
 pub mod profile;
 pub mod settings;
 pub mod subjects;
+/// Test helpers (a real nats-server, the workspace's binaries), compiled only with the
+/// `testing` feature, which the crates' dev-dependencies turn on.
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
 pub mod wire;
