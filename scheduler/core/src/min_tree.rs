@@ -84,6 +84,10 @@ impl MinTree {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -104,5 +108,78 @@ mod tests {
         assert_eq!((t.get(0), t.get(2), t.get(8)), (50, 30, EMPTY));
         t.set(8, 1);
         assert_eq!(t.argmin(), Some(8));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// `set(slot % capacity, value)`.
+        Set(usize, Time),
+        Ensure(usize),
+    }
+
+    /// Values that collide often (ties decide "leftmost"), and the edges: an explicit
+    /// [`EMPTY`], the largest real value and the smallest.
+    fn value() -> impl Strategy<Value = Time> {
+        prop_oneof![
+            8 => -20 as Time..20,
+            1 => Just(EMPTY),
+            1 => Just(EMPTY - 1),
+            1 => Just(Time::MIN),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..64usize, value()).prop_map(|(i, v)| Op::Set(i, v)),
+            1 => (0..80usize).prop_map(Op::Ensure),
+        ]
+    }
+
+    /// The naive model: the slots set so far (unset ones are [`EMPTY`]), scanned in full by
+    /// every query over the slots `0..capacity`.
+    fn at(model: &BTreeMap<usize, Time>, i: usize) -> Time {
+        model.get(&i).copied().unwrap_or(EMPTY)
+    }
+
+    proptest! {
+        #[test]
+        fn answers_like_a_scan_of_every_slot(
+            n in 0..20usize,
+            steps in prop::collection::vec((op(), value()), 0..120),
+        ) {
+            let mut tree = MinTree::with_capacity(n);
+            let mut model = BTreeMap::new();
+            let mut needed = n;
+            for (op, x) in steps {
+                match op {
+                    Op::Set(i, v) => {
+                        let i = i % tree.capacity();
+                        tree.set(i, v);
+                        model.insert(i, v);
+                    }
+                    Op::Ensure(m) => {
+                        tree.ensure(m);
+                        needed = needed.max(m);
+                    }
+                }
+                let cap = tree.capacity();
+                prop_assert!(cap.is_power_of_two() && cap >= needed, "capacity {cap} for {needed} slots");
+                let slots: Vec<Time> = (0..cap).map(|i| at(&model, i)).collect();
+                prop_assert_eq!(tree.leaves(), &slots[..]);
+                for (i, &v) in slots.iter().enumerate() {
+                    prop_assert_eq!(tree.get(i), v);
+                }
+                let min = slots.iter().copied().min().unwrap_or(EMPTY);
+                prop_assert_eq!(tree.min(), min);
+                let argmin = (min != EMPTY).then(|| slots.iter().position(|&v| v == min)).flatten();
+                prop_assert_eq!(tree.argmin(), argmin);
+                // The random probe, and each value held with its neighbours (the boundaries).
+                let probes = model.values().flat_map(|&v| [v.saturating_sub(1), v, v.saturating_add(1)]);
+                for y in std::iter::once(x).chain(probes) {
+                    let leftmost = slots.iter().position(|&v| v <= y);
+                    prop_assert_eq!(tree.leftmost_le(y), leftmost, "leftmost_le({})", y);
+                }
+            }
+        }
     }
 }
