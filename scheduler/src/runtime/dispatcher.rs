@@ -5,52 +5,27 @@
 //! stay in the gateway. Every message it handles is one input to the core
 //! (arrival, `BatchDone`, a worker joining, draining or lost), after which
 //! it carries out the core's actions (ship a plan through the gateway,
-//! reject a request) and re-arms one timer for `poll_timeout`.
+//! reject a request) and re-arms one timer for `poll_timeout`. Its inputs
+//! and its orders to the gateway are the messages of `messages.rs`.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use actix::prelude::*;
-use baton_common::control::WorkerHello;
 use baton_common::wire::RejectReason;
 use uuid::Uuid;
 
 use super::clock::Clock;
-use super::gateway::{Gateway, Reject, Release, RevokeBatches, ServedModels, Ship};
+use super::gateway::Gateway;
+use super::messages::{
+    Arrive, Reject, Release, RevokeBatches, ServedModels, Ship, WorkerDown, WorkerDraining, WorkerUp,
+};
 use super::status::{ModelStatus, Status};
 use super::telemetry;
 use super::timer::PreciseTimer;
 use crate::core::{
     Action, Arrival, BatchId, CoreConfig, LatencyTable, ModelId, ModelSpec, RequestId, Scheduler, Time, WorkerId,
 };
-
-/// A request's metadata, from the gateway.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Arrive {
-    pub id: u64,
-    pub model: ModelId,
-    pub slo: Time,
-    pub received: Time,
-}
-
-/// A worker registered (from the registry).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct WorkerUp(pub WorkerHello);
-
-/// A worker is draining: no new batches.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct WorkerDraining(pub String);
-
-/// A worker left or was declared dead.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct WorkerDown {
-    pub worker: String,
-    pub lost: bool,
-}
 
 /// A worker finished a batch.
 #[derive(Debug, Message)]
@@ -62,11 +37,6 @@ pub struct Done {
     /// From the plan reaching the worker to the batch starting.
     pub wait_us: u64,
 }
-
-/// The gateway to act through.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SetGateway(pub Addr<Gateway>);
 
 /// The precise timer fired.
 #[derive(Debug, Message)]
@@ -125,7 +95,7 @@ impl DeltaFit {
 pub struct Dispatcher {
     core: Scheduler,
     clock: Clock,
-    gateway: Option<Addr<Gateway>>,
+    gateway: Addr<Gateway>,
     model_ids: HashMap<String, ModelId>,
     model_names: Vec<String>,
     worker_ids: HashMap<String, WorkerId>,
@@ -144,11 +114,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(cfg: CoreConfig, clock: Clock) -> Self {
+    /// A dispatcher acting through `gateway` (whose actor may start after this one).
+    pub fn new(cfg: CoreConfig, clock: Clock, gateway: Addr<Gateway>) -> Self {
         Self {
             core: Scheduler::new(cfg),
             clock,
-            gateway: None,
+            gateway,
             model_ids: HashMap::new(),
             model_names: Vec::new(),
             worker_ids: HashMap::new(),
@@ -168,7 +139,6 @@ impl Dispatcher {
 
     /// Carries out the core's decisions and re-arms the timer.
     fn settle(&mut self, ctx: &mut Context<Self>) {
-        let Some(gw) = self.gateway.clone() else { return };
         while let Some(a) = self.core.poll_action() {
             match a {
                 Action::Dispatch(p) => {
@@ -181,7 +151,7 @@ impl Dispatcher {
                     metrics::histogram!(telemetry::BATCH_SIZE, "model" => model.clone()).record(requests.len() as f64);
                     metrics::counter!(telemetry::BATCHES, "model" => model.clone()).increment(1);
                     self.batches_total += 1;
-                    gw.do_send(Ship {
+                    self.gateway.do_send(Ship {
                         batch: uuid,
                         worker,
                         model,
@@ -204,7 +174,7 @@ impl Dispatcher {
                 Action::Reject { request, model, reason } => {
                     *self.rejected.entry(reason).or_default() += 1;
                     let name = self.model_names.get(model.0 as usize).cloned().unwrap_or_default();
-                    gw.do_send(Reject {
+                    self.gateway.do_send(Reject {
                         request: request.0,
                         reason,
                         message: explain(reason, &name),
@@ -245,7 +215,6 @@ impl Dispatcher {
 
     /// Tells the gateway which models a live worker serves.
     fn publish_served(&self) {
-        let Some(gw) = &self.gateway else { return };
         let mut served = HashMap::new();
         for (w, models) in &self.worker_models {
             if !self.core.has_worker(*w) {
@@ -255,7 +224,7 @@ impl Dispatcher {
                 served.insert(self.model_names[m.0 as usize].clone(), *m);
             }
         }
-        gw.do_send(ServedModels(served));
+        self.gateway.do_send(ServedModels(served));
     }
 }
 
@@ -318,15 +287,6 @@ impl Handler<Tick> for Dispatcher {
         }
         self.core.handle_timeout(now);
         self.settle(ctx);
-    }
-}
-
-impl Handler<SetGateway> for Dispatcher {
-    type Result = ();
-
-    fn handle(&mut self, m: SetGateway, _: &mut Context<Self>) {
-        self.gateway = Some(m.0);
-        self.publish_served();
     }
 }
 
@@ -419,13 +379,11 @@ impl Handler<WorkerDown> for Dispatcher {
         // run these batches should their plans still reach it (e.g. after a NATS stall). Sent
         // before the rejections below, after the plans (the gateway's outbox keeps the order).
         if !revoked.is_empty() {
-            if let Some(gw) = &self.gateway {
-                tracing::info!(worker = %m.worker, batches = revoked.len(), "revoking the worker's outstanding batches");
-                gw.do_send(RevokeBatches {
-                    worker: m.worker.clone(),
-                    batches: revoked,
-                });
-            }
+            tracing::info!(worker = %m.worker, batches = revoked.len(), "revoking the worker's outstanding batches");
+            self.gateway.do_send(RevokeBatches {
+                worker: m.worker.clone(),
+                batches: revoked,
+            });
         }
         // Its series stays in the exporter: say it runs nothing rather than its last count.
         metrics::gauge!(telemetry::WORKER_BATCHES, "worker" => m.worker.clone()).set(0.0);
@@ -462,9 +420,7 @@ impl Handler<Done> for Dispatcher {
             metrics::histogram!(telemetry::WORKER_EXEC, "worker" => name.clone()).record(d.exec_us as f64 * 1e-6);
         }
         let _ = self.core.on_batch_done_after(id, d.exec_us as Time * 1000, now);
-        if let Some(gw) = &self.gateway {
-            gw.do_send(Release(b.requests));
-        }
+        self.gateway.do_send(Release(b.requests));
         self.settle(ctx);
     }
 }

@@ -2,13 +2,16 @@
 //! clients and with workers about data.
 //!
 //! Requests arrive already decoded and validated by the ingest task (see
-//! `ingest.rs`); the gateway holds their tensors, within a byte budget,
+//! `admit` in `mod.rs`); the gateway holds their tensors, within a byte budget,
 //! from arrival until their worker has answered them, and hands the
 //! dispatcher only their metadata. When the dispatcher plans a batch the
 //! gateway sends the plan and then each request's inputs to the worker;
 //! the payloads stay held until the batch is done, so a batch lost with
 //! its worker can be sent again. Rejections the dispatcher decides are
 //! answered here.
+//!
+//! The gateway knows the dispatcher only as the `Recipient<Arrive>` it hands
+//! metadata to: the messages the two exchange live in `messages.rs`.
 
 use std::collections::HashMap;
 
@@ -17,16 +20,12 @@ use baton_common::control::{BatchInput, BatchPlanMsg, PlanItem, Revoke};
 use baton_common::subjects;
 use baton_common::wire::{self, InferReply, RejectReason, Tensor};
 use bytes::Bytes;
-use tokio::sync::mpsc::UnboundedSender;
-use uuid::Uuid;
 
 use super::clock::Clock;
-use super::dispatcher::{Arrive, Dispatcher};
+use super::messages::{Arrive, Reject, Release, RevokeBatches, ServedModels, Ship};
+use super::outbox::Outbox;
 use super::telemetry;
 use crate::core::{ModelId, Time};
-
-/// Something to publish, in order, by the gateway's publisher task.
-pub type Outbox = UnboundedSender<(String, Bytes)>;
 
 #[derive(Debug)]
 struct Held {
@@ -51,46 +50,6 @@ pub struct Incoming {
     pub received: Time,
 }
 
-/// The models some live worker serves (from the dispatcher).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct ServedModels(pub HashMap<String, ModelId>);
-
-/// Send a planned batch to its worker.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Ship {
-    pub batch: Uuid,
-    pub worker: String,
-    pub model: String,
-    pub requests: Vec<u64>,
-    pub deadline: Time,
-    pub late: bool,
-}
-
-/// Withdraw batches from a worker declared dead: the dispatcher answers (or re-plans) their
-/// requests itself, so the worker must not run them if their plans still reach it.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct RevokeBatches {
-    pub worker: String,
-    pub batches: Vec<Uuid>,
-}
-
-/// Answer a request with a rejection and forget it.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Reject {
-    pub request: u64,
-    pub reason: RejectReason,
-    pub message: String,
-}
-
-/// The worker answered these requests: forget them.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Release(pub Vec<u64>);
-
 /// Requests held right now.
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
@@ -100,7 +59,7 @@ pub struct HeldCount;
 pub struct Gateway {
     out: Outbox,
     clock: Clock,
-    dispatcher: Addr<Dispatcher>,
+    dispatcher: Recipient<Arrive>,
     budget: usize,
     held_bytes: usize,
     held: HashMap<u64, Held>,
@@ -109,7 +68,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(out: Outbox, clock: Clock, dispatcher: Addr<Dispatcher>, budget: usize) -> Self {
+    pub fn new(out: Outbox, clock: Clock, dispatcher: Recipient<Arrive>, budget: usize) -> Self {
         Self {
             out,
             clock,

@@ -20,6 +20,8 @@ pub mod cli;
 pub mod clock;
 pub mod dispatcher;
 pub mod gateway;
+pub mod messages;
+pub mod outbox;
 pub mod registry;
 pub mod status;
 pub mod telemetry;
@@ -34,14 +36,14 @@ use baton_common::control::{BatchDone, Goodbye, Heartbeat, WorkerHello};
 use baton_common::settings::Settings;
 use baton_common::subjects;
 use baton_common::wire::{self, InferRequest, RejectReason};
-use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::core::{CoreConfig, Time};
 use clock::Clock;
-use dispatcher::{Dispatcher, Done, GetStatus, InflightByWorker, SetGateway};
+use dispatcher::{Dispatcher, Done, GetStatus, InflightByWorker};
 use gateway::{rejection, Gateway, HeldCount, Incoming};
+use outbox::publisher;
 use registry::{Beat, Bye, Hello, ListWorkers, Registry};
 
 /// Requests decoded but not yet taken by the gateway, at most: about a
@@ -75,19 +77,6 @@ pub async fn connect(settings: &Settings, name: &str) -> Result<async_nats::Clie
     })
     .await?;
     Ok(client)
-}
-
-/// Publishes everything sent to the returned outbox, in order.
-fn publisher(nats: async_nats::Client) -> gateway::Outbox {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Bytes)>();
-    tokio::spawn(async move {
-        while let Some((subject, body)) = rx.recv().await {
-            if let Err(e) = nats.publish(subject.clone(), body).await {
-                tracing::warn!(%subject, "publish failed: {e}");
-            }
-        }
-    });
-    tx
 }
 
 /// Runs the scheduler until `shutdown` resolves. Must be called inside an
@@ -126,15 +115,19 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     let clock = Clock::new();
     let out = publisher(nats.clone());
     let cfg = core_config(&settings.scheduler);
-    let dispatcher = Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| Dispatcher::new(cfg, clock));
-    let gateway = Gateway::new(
+    // The dispatcher orders the gateway about and the gateway feeds it arrivals: make the
+    // gateway's address first, start the dispatcher with it, then the gateway.
+    let gateway_ctx = Context::<Gateway>::new();
+    let gateway_addr = gateway_ctx.address();
+    let dispatcher = Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        Dispatcher::new(cfg, clock, gateway_addr)
+    });
+    let gateway = gateway_ctx.run(Gateway::new(
         out.clone(),
         clock,
-        dispatcher.clone(),
+        dispatcher.clone().recipient(),
         settings.gateway.held_bytes_budget as usize,
-    )
-    .start();
-    dispatcher.do_send(SetGateway(gateway.clone()));
+    ));
     let dead_after = Duration::from_millis(settings.scheduler.worker_dead_after_ms);
     let registry = Registry::new(out.clone(), dispatcher.clone(), dead_after).start();
 

@@ -16,8 +16,9 @@ use baton_common::control::{Goodbye, Heartbeat, WorkerHello, WorkerState};
 use baton_common::subjects;
 use bytes::Bytes;
 
-use super::dispatcher::{Dispatcher, WorkerDown, WorkerDraining, WorkerUp};
-use super::gateway::Outbox;
+use super::dispatcher::Dispatcher;
+use super::messages::{WorkerDown, WorkerDraining, WorkerUp};
+use super::outbox::Outbox;
 use super::status::WorkerStatus;
 use super::telemetry;
 
