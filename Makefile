@@ -62,13 +62,13 @@ bench-sim: build
 	mkdir -p target/bench-sim docs/plots
 	for w in $(SIM_WORKLOADS); do \
 	  for j in "" "--jitter"; do \
-	    $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) $$j --max-goodput --json > target/bench-sim/$$w$$j.max-goodput.jsonl; \
-	    $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) $$j --min-gpus --json > target/bench-sim/$$w$$j.min-gpus.jsonl; \
+	    $(BATON) sim --workload workloads/$$w.yaml $(SIM_POLICIES) $$j --max-goodput --json > target/bench-sim/$$w$$j.max-goodput.jsonl; \
+	    $(BATON) sim --workload workloads/$$w.yaml $(SIM_POLICIES) $$j --min-gpus --json > target/bench-sim/$$w$$j.min-gpus.jsonl; \
 	  done; \
-	  $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) --jitter-cv 0.05 --max-goodput --json > target/bench-sim/$$w--cv.max-goodput.jsonl; \
-	  $(BATON) sim --workload ../shared/workloads/$$w.yaml $(SIM_POLICIES) --plot docs/plots/$$w.svg; \
+	  $(BATON) sim --workload workloads/$$w.yaml $(SIM_POLICIES) --jitter-cv 0.05 --max-goodput --json > target/bench-sim/$$w--cv.max-goodput.jsonl; \
+	  $(BATON) sim --workload workloads/$$w.yaml $(SIM_POLICIES) --plot docs/plots/$$w.svg; \
 	done
-	$(BATON) sim --workload ../shared/workloads/scale-1000gpu.yaml --policy symphony --json > target/bench-sim/scale-1000gpu.jsonl
+	$(BATON) sim --workload workloads/scale-1000gpu.yaml --policy symphony --json > target/bench-sim/scale-1000gpu.jsonl
 
 ## libtorch (issue 6): install libtorch 2.13.0 from PyPI into ~/.cache/baton/torch-venv once, then
 ## build the worker with the `torch` feature against it. The default build never needs libtorch.

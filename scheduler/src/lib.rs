@@ -7,3 +7,4 @@ pub mod loadgen;
 pub mod planner;
 pub mod runtime;
 pub mod sim;
+pub mod workload;

@@ -17,7 +17,7 @@ use baton_common::wire::{DType, InferRequest, Status, Tensor};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::sim::workload::{self, Gap, Segment, Trace, Workload};
+use crate::workload::{self, Gap, Segment, Trace, Workload};
 
 /// What each request carries.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use baton_scheduler::bench::{self, CoreBench};
 use baton_scheduler::sim::engine::{Jitter, SimOptions};
 use baton_scheduler::sim::metrics::RunMetrics;
 use baton_scheduler::sim::plot::{self, Series};
-use baton_scheduler::sim::workload::{Trace, Workload};
 use baton_scheduler::sim::{self, sweep};
+use baton_scheduler::workload::{Trace, Workload};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Parser)]
@@ -45,7 +45,7 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct SimArgs {
-    /// Workload file in Symphony's benchmark format (e.g. ../shared/workloads/resnet-8gpu-poisson.yaml).
+    /// Workload file in Symphony's benchmark format (e.g. workloads/resnet-8gpu-poisson.yaml).
     #[arg(long)]
     workload: PathBuf,
     /// Policy to run (repeatable): symphony, symphony-eager, eager, triton, nexus, shepherd.
@@ -88,7 +88,7 @@ struct SimArgs {
     /// Print one JSON object per policy run, one per line.
     #[arg(long)]
     json: bool,
-    /// Replay arrival times from this CSV (e.g. ../shared/traces/azure-llm-2023-conv.csv) instead of
+    /// Replay arrival times from this CSV (e.g. traces/azure-llm-2023-conv.csv) instead of
     /// the workload's arrival processes; the workload still gives models, SLOs and GPUs.
     #[arg(long)]
     trace: Option<PathBuf>,

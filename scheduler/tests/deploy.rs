@@ -28,11 +28,11 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The YAML documents of one file (a file may hold several, separated by `---`).
-fn documents(path: &Path) -> Vec<serde_yaml::Value> {
+fn documents(path: &Path) -> Vec<yaml_serde::Value> {
     let text = std::fs::read_to_string(path).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
+    yaml_serde::Deserializer::from_str(&text)
         .map(|d| {
-            serde_yaml::Value::deserialize(d).unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+            yaml_serde::Value::deserialize(d).unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
         })
         .filter(|v| !v.is_null())
         .collect()

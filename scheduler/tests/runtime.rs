@@ -14,7 +14,7 @@ use baton_common::testing::NatsServer;
 use baton_common::wire::{DType, InferRequest, RejectReason, Status, Tensor};
 use baton_scheduler::loadgen::{self, Payload, Schedule, Summary};
 use baton_scheduler::runtime::status::Status as SchedStatus;
-use baton_scheduler::sim::workload::Gap;
+use baton_scheduler::workload::Gap;
 
 /// A light model: l(b) = 0.2·b + 2 ms.
 const FAST: &str = "sleep#200,2000,0,0";

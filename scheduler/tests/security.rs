@@ -16,7 +16,7 @@ use baton_common::subjects;
 use baton_common::testing::NatsServer;
 use baton_scheduler::loadgen::{self, Payload, Schedule};
 use baton_scheduler::runtime::status::Status as SchedStatus;
-use baton_scheduler::sim::workload::Gap;
+use baton_scheduler::workload::Gap;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 

@@ -2,11 +2,11 @@
 //! hand, reproducibility, and every request accounted for by every policy.
 
 use baton_scheduler::sim::engine::{Jitter, SimOptions};
-use baton_scheduler::sim::workload::Workload;
 use baton_scheduler::sim::{run_named, POLICIES};
+use baton_scheduler::workload::Workload;
 
 fn shared(name: &str) -> Workload {
-    let path = format!("{}/../../shared/workloads/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../workloads/{name}", env!("CARGO_MANIFEST_DIR"));
     Workload::load(std::path::Path::new(&path)).unwrap()
 }
 

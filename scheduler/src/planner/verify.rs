@@ -17,8 +17,8 @@ use super::input::Problem;
 use super::plan::Plan;
 use crate::core::{CoreConfig, MS};
 use crate::sim::engine::SimOptions;
-use crate::sim::workload::{Gap, ModelLoad, Segment, Workload};
 use crate::sim::{self, SimError};
+use crate::workload::{Gap, ModelLoad, Segment, Workload};
 
 /// How long and how to simulate each tuple.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use clap::Args;
 
 use super::status::Status;
 use crate::loadgen::{self, Payload, Schedule};
-use crate::sim::workload::{Gap, Trace, Workload};
+use crate::workload::{Gap, Trace, Workload};
 
 #[derive(Debug, Args)]
 pub struct SchedulerArgs {
@@ -74,7 +74,7 @@ pub struct StatusArgs {
 pub struct LoadgenArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Arrivals from a workload file (all phases), e.g. ../shared/workloads/resnet-8gpu-poisson.yaml.
+    /// Arrivals from a workload file (all phases), e.g. workloads/resnet-8gpu-poisson.yaml.
     #[arg(long, conflicts_with_all = ["rate", "trace", "streams"])]
     pub workload: Option<PathBuf>,
     /// Model to load (with --rate, --trace or --streams).

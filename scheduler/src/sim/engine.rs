@@ -19,8 +19,8 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::metrics::{Recorder, RunMetrics};
 use super::policy::{Policy, SimModel};
-use crate::workload::{self, Trace, Workload};
 use crate::core::{Action, Arrival, BatchId, CoreConfig, ModelId, RequestId, Time, WorkerId, MS};
+use crate::workload::{self, Trace, Workload};
 
 /// Emulated GPUs' deviation from the profile. Batches run `mean(b)·(1 +
 /// cv·z)`, z standard normal; the policies plan with the profile a profiler

@@ -2,7 +2,8 @@
 //! instead, side by side in virtual time on the same workloads, emulated
 //! GPUs and metrics.
 //!
-//! - [`workload`] reads Symphony's benchmark workload files and traces and
+//! - [`crate::workload`] (beside this module, as the load generator replays
+//!   the same files) reads Symphony's benchmark workload files and traces and
 //!   generates seeded arrivals;
 //! - [`policy`] is the interface every simulated scheduler implements
 //!   (Baton's core through [`policy::CorePolicy`]); [`baselines`] holds the
@@ -17,14 +18,13 @@ pub mod metrics;
 pub mod plot;
 pub mod policy;
 pub mod sweep;
-pub mod workload;
 
 use baton_common::settings::{Condition, GpuChoice};
 
+use crate::workload::Workload;
 use engine::SimOptions;
 use metrics::RunMetrics;
 use policy::{CorePolicy, Policy, SimModel};
-use workload::Workload;
 
 /// Every policy `--policy` accepts.
 pub const POLICIES: &[&str] = &["symphony", "symphony-eager", "eager", "triton", "nexus", "shepherd"];

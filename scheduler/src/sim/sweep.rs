@@ -6,8 +6,8 @@
 
 use super::engine::SimOptions;
 use super::metrics::RunMetrics;
-use super::workload::Workload;
 use super::{run_named, SimError};
+use crate::workload::Workload;
 
 /// Bisection steps for the rate multiplier (≈ 0.4% resolution after doubling).
 const RATE_STEPS: usize = 8;
