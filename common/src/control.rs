@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::ids::{BatchUuid, ClientRequestId, WorkerName};
 use crate::profile::Profile;
 use crate::wire::Tensor;
 
@@ -26,7 +27,7 @@ pub struct WorkerModel {
 /// registry asks (`baton.worker.<id>.rehello`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerHello {
-    pub worker_id: String,
+    pub worker_id: WorkerName,
     /// New each time the worker process starts: a restarted worker with the
     /// same id is a different instance, and whatever the old one was
     /// running is lost.
@@ -51,7 +52,7 @@ pub enum WorkerState {
 /// Liveness, every `heartbeat_ms` (`baton.worker.heartbeat`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
-    pub worker_id: String,
+    pub worker_id: WorkerName,
     /// The instance that said hello (see [`WorkerHello::instance`]).
     pub instance: Uuid,
     pub state: WorkerState,
@@ -62,14 +63,14 @@ pub struct Heartbeat {
 /// A worker leaves after draining (`baton.worker.goodbye`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Goodbye {
-    pub worker_id: String,
+    pub worker_id: WorkerName,
 }
 
 /// One request of a planned batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanItem {
     /// The client's request id, echoed in the reply.
-    pub request_id: String,
+    pub request_id: ClientRequestId,
     /// The request's reply inbox.
     pub reply_to: String,
     /// Time the request had already spent in Baton when the plan was sent, µs.
@@ -80,7 +81,7 @@ pub struct PlanItem {
 /// [`BatchInput`] messages, one per item, possibly before the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchPlanMsg {
-    pub batch_id: Uuid,
+    pub batch_id: BatchUuid,
     pub model: String,
     /// Earliest deadline first.
     pub items: Vec<PlanItem>,
@@ -93,7 +94,7 @@ pub struct BatchPlanMsg {
 /// One request's inputs for a planned batch (`baton.worker.<id>.input`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchInput {
-    pub batch_id: Uuid,
+    pub batch_id: BatchUuid,
     /// Position of the request in the plan's `items`.
     pub index: u32,
     pub inputs: Vec<Tensor>,
@@ -108,14 +109,14 @@ pub struct BatchInput {
 /// the fence cannot prevent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Revoke {
-    pub batch_ids: Vec<Uuid>,
+    pub batch_ids: Vec<BatchUuid>,
 }
 
 /// A batch finished (`baton.sched.batch_done`): every item has been answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchDone {
-    pub batch_id: Uuid,
-    pub worker_id: String,
+    pub batch_id: BatchUuid,
+    pub worker_id: WorkerName,
     /// From the plan's arrival to the batch's start, µs (waiting for inputs or the device).
     pub wait_us: u64,
     /// Execution time of the batch, µs.
@@ -133,7 +134,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let plan = BatchPlanMsg {
-            batch_id: Uuid::from_u128(7),
+            batch_id: BatchUuid::from_u128(7),
             model: "resnet50".into(),
             items: vec![PlanItem {
                 request_id: "r1".into(),
@@ -156,7 +157,7 @@ mod tests {
         };
         assert_eq!(decode::<WorkerHello>(&encode(&hello)).unwrap(), hello);
         let done = BatchDone {
-            batch_id: Uuid::from_u128(7),
+            batch_id: BatchUuid::from_u128(7),
             worker_id: "w1".into(),
             wait_us: 10,
             exec_us: 5000,
@@ -165,8 +166,56 @@ mod tests {
         };
         assert_eq!(decode::<BatchDone>(&encode(&done)).unwrap(), done);
         let revoke = Revoke {
-            batch_ids: vec![Uuid::from_u128(7), Uuid::from_u128(8)],
+            batch_ids: vec![BatchUuid::from_u128(7), BatchUuid::from_u128(8)],
         };
+        assert_eq!(decode::<Revoke>(&encode(&revoke)).unwrap(), revoke);
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The id fields' encoding is pinned byte for byte: batch ids are 16-byte MessagePack bin,
+    /// worker and request ids plain strings, whatever Rust types carry them.
+    #[test]
+    fn id_fields_encode_as_before() {
+        let plan = BatchPlanMsg {
+            batch_id: BatchUuid::from_u128(7),
+            model: "m".into(),
+            items: vec![PlanItem {
+                request_id: "r1".into(),
+                reply_to: "i".into(),
+                queued_us: 2,
+            }],
+            budget_us: 3,
+            late: false,
+        };
+        let done = BatchDone {
+            batch_id: BatchUuid::from_u128(7),
+            worker_id: "w1".into(),
+            wait_us: 1,
+            exec_us: 2,
+            batch_size: 1,
+            failed: 0,
+        };
+        let revoke = Revoke {
+            batch_ids: vec![BatchUuid::from_u128(7)],
+        };
+        let bye = Goodbye { worker_id: "w1".into() };
+        // Bytes encoded when the ids were `Uuid` and `String` (before the id newtypes).
+        let plan_bytes = "85a862617463685f6964c41000000000000000000000000000000007a56d6f64656ca16da56974656d739183aa\
+                          726571756573745f6964a27231a87265706c795f746fa169a97175657565645f757302a96275646765745f757303\
+                          a46c617465c2";
+        let done_bytes = "86a862617463685f6964c41000000000000000000000000000000007a9776f726b65725f6964a27731a7776169\
+                          745f757301a7657865635f757302aa62617463685f73697a6501a66661696c656400";
+        assert_eq!(hex(&encode(&plan)), plan_bytes);
+        assert_eq!(hex(&encode(&done)), done_bytes);
+        assert_eq!(
+            hex(&encode(&revoke)),
+            "81a962617463685f69647391c41000000000000000000000000000000007"
+        );
+        assert_eq!(hex(&encode(&bye)), "81a9776f726b65725f6964a27731");
+        assert_eq!(decode::<BatchPlanMsg>(&encode(&plan)).unwrap(), plan);
         assert_eq!(decode::<Revoke>(&encode(&revoke)).unwrap(), revoke);
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`wire`] — the client protocol (MessagePack `InferRequest` / `InferReply`), specified for
 //!   other languages in `docs/protocol.md`.
+//! - [`control`] — the control protocol between the scheduler and its workers.
+//! - [`ids`] — the ids of workers, batches and requests as they cross process boundaries.
 //! - [`subjects`] — every NATS subject name.
 //! - [`profile`] — the latency profile shared by scheduler, simulator, planner, worker and profiler.
 //! - [`nats`] — connecting to NATS with the `[nats]` settings' credentials and TLS.
@@ -14,6 +16,7 @@
 
 pub mod client;
 pub mod control;
+pub mod ids;
 pub mod nats;
 pub mod profile;
 pub mod settings;
@@ -25,6 +28,7 @@ pub mod subjects;
 pub mod testing;
 pub mod wire;
 
+pub use ids::{BatchUuid, ClientRequestId, WorkerName};
 pub use profile::{BatchLatency, Profile, ProfileError, DEFAULT_SPEC_MAX_BATCH};
 pub use settings::{
     Condition, DropPolicy, GatewaySettings, GpuChoice, LogSettings, MetricsSettings, NatsSettings, ParseEnumError,

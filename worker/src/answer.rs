@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use baton_common::control::{BatchDone, BatchPlanMsg};
+use baton_common::ids::WorkerName;
 use baton_common::subjects;
 use baton_common::wire::{encode, InferReply, RejectReason, Timings};
 use tracing::warn;
@@ -44,7 +45,7 @@ fn micros(d: Duration) -> u64 {
 
 /// A batch that ran: `ok` with outputs, `rejected`/`bad_request` for requests whose inputs the
 /// model refused, `error` for all when the backend failed the whole batch.
-pub fn executed(worker_id: &str, ex: Executed) -> Answer {
+pub fn executed(worker_id: &WorkerName, ex: Executed) -> Answer {
     let plan = &ex.plan;
     let n = plan.items.len() as u32;
     let wait = ex.started.saturating_duration_since(ex.received);
@@ -100,7 +101,7 @@ pub fn executed(worker_id: &str, ex: Executed) -> Answer {
         replies,
         done: BatchDone {
             batch_id: plan.batch_id,
-            worker_id: worker_id.to_string(),
+            worker_id: worker_id.clone(),
             wait_us: micros(wait),
             exec_us,
             batch_size: n,
@@ -111,7 +112,7 @@ pub fn executed(worker_id: &str, ex: Executed) -> Answer {
 
 /// A plan whose inputs did not all arrive by its budget plus grace: `error` for every item,
 /// naming the requests whose inputs are missing. The batch does not run.
-pub fn expired(worker_id: &str, ex: &ExpiredBatch, grace: Duration, now: Instant) -> Answer {
+pub fn expired(worker_id: &WorkerName, ex: &ExpiredBatch, grace: Duration, now: Instant) -> Answer {
     let plan = &ex.plan;
     let missing: Vec<&str> = ex
         .missing
@@ -143,12 +144,12 @@ pub fn expired(worker_id: &str, ex: &ExpiredBatch, grace: Duration, now: Instant
 
 /// A plan the worker declines as a whole (draining, full, model not loaded): `rejected` with
 /// `reason` for every item.
-pub fn rejected(worker_id: &str, plan: &BatchPlanMsg, reason: RejectReason, message: &str) -> Answer {
+pub fn rejected(worker_id: &WorkerName, plan: &BatchPlanMsg, reason: RejectReason, message: &str) -> Answer {
     not_run(worker_id, plan, 0, |id, _| InferReply::rejected(id, reason, message))
 }
 
 fn not_run(
-    worker_id: &str,
+    worker_id: &WorkerName,
     plan: &BatchPlanMsg,
     waited_us: u64,
     mut reply: impl FnMut(&str, u64) -> InferReply,
@@ -159,14 +160,14 @@ fn not_run(
             .items
             .iter()
             .map(|item| {
-                let mut r = reply(&item.request_id, item.queued_us.saturating_add(waited_us));
+                let mut r = reply(item.request_id.as_str(), item.queued_us.saturating_add(waited_us));
                 r.late = plan.late;
                 (item.reply_to.clone(), r)
             })
             .collect(),
         done: BatchDone {
             batch_id: plan.batch_id,
-            worker_id: worker_id.to_string(),
+            worker_id: worker_id.clone(),
             wait_us: waited_us,
             exec_us: 0,
             batch_size: n,
@@ -178,19 +179,19 @@ fn not_run(
 #[cfg(test)]
 mod tests {
     use baton_common::control::PlanItem;
+    use baton_common::ids::BatchUuid;
     use baton_common::wire::{Status, Tensor};
-    use uuid::Uuid;
 
     use super::*;
     use crate::backend::{BackendError, RequestError};
 
     fn plan(n: usize) -> BatchPlanMsg {
         BatchPlanMsg {
-            batch_id: Uuid::from_u128(9),
+            batch_id: BatchUuid::from_u128(9),
             model: "m".into(),
             items: (0..n)
                 .map(|i| PlanItem {
-                    request_id: format!("r{i}"),
+                    request_id: format!("r{i}").into(),
                     reply_to: format!("_INBOX.{i}"),
                     queued_us: 100 * i as u64,
                 })
@@ -212,7 +213,7 @@ mod tests {
             results: Ok(vec![Ok(out.clone()), Err(RequestError::Arity { expected: 1, got: 0 })]),
             revoked: false,
         };
-        let a = executed("w1", ex);
+        let a = executed(&WorkerName::new("w1"), ex);
         assert_eq!(a.replies.len(), 2);
         let (to0, r0) = &a.replies[0];
         assert_eq!(to0, "_INBOX.0");
@@ -240,7 +241,7 @@ mod tests {
         assert_eq!(
             a.done,
             BatchDone {
-                batch_id: Uuid::from_u128(9),
+                batch_id: BatchUuid::from_u128(9),
                 worker_id: "w1".into(),
                 wait_us: 300,
                 exec_us: 5000,
@@ -261,7 +262,7 @@ mod tests {
             results: Err(BackendError::Failed("out of memory".into())),
             revoked: false,
         };
-        let a = executed("w1", ex);
+        let a = executed(&WorkerName::new("w1"), ex);
         for (_, r) in &a.replies {
             assert_eq!(r.status, Status::Error);
             assert!(
@@ -282,7 +283,12 @@ mod tests {
             received: t0,
             missing: vec![0, 2],
         };
-        let a = expired("w1", &ex, Duration::from_millis(50), t0 + Duration::from_millis(100));
+        let a = expired(
+            &WorkerName::new("w1"),
+            &ex,
+            Duration::from_millis(50),
+            t0 + Duration::from_millis(100),
+        );
         assert_eq!(a.replies.len(), 3);
         for (_, r) in &a.replies {
             assert_eq!(r.status, Status::Error);
@@ -301,7 +307,7 @@ mod tests {
 
     #[test]
     fn rejected_plan_rejects_every_item() {
-        let a = rejected("w1", &plan(2), RejectReason::ShuttingDown, "draining");
+        let a = rejected(&WorkerName::new("w1"), &plan(2), RejectReason::ShuttingDown, "draining");
         assert!(a
             .replies
             .iter()

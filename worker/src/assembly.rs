@@ -22,8 +22,8 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use baton_common::control::{BatchInput, BatchPlanMsg};
+use baton_common::ids::BatchUuid;
 use baton_common::wire::Tensor;
-use uuid::Uuid;
 
 /// Plans with absurd budgets still expire within this.
 const MAX_BUDGET: Duration = Duration::from_secs(3600);
@@ -136,7 +136,7 @@ pub struct Timeouts {
     /// Plans that expired waiting for inputs: answer their requests.
     pub expired: Vec<ExpiredBatch>,
     /// Batch ids whose inputs waited for a plan that never came; the inputs are dropped.
-    pub orphans_dropped: Vec<Uuid>,
+    pub orphans_dropped: Vec<BatchUuid>,
 }
 
 #[derive(Debug)]
@@ -159,16 +159,16 @@ struct Orphans {
 #[derive(Debug)]
 pub struct Assembler {
     limits: AssemblyLimits,
-    batches: HashMap<Uuid, Assembling>,
-    batch_timers: BTreeSet<(Instant, Uuid)>,
-    orphans: HashMap<Uuid, Orphans>,
-    orphan_timers: BTreeSet<(Instant, Uuid)>,
+    batches: HashMap<BatchUuid, Assembling>,
+    batch_timers: BTreeSet<(Instant, BatchUuid)>,
+    orphans: HashMap<BatchUuid, Orphans>,
+    orphan_timers: BTreeSet<(Instant, BatchUuid)>,
     orphan_bytes: usize,
-    closed: HashSet<Uuid>,
-    closed_order: VecDeque<Uuid>,
-    revoked: HashSet<Uuid>,
+    closed: HashSet<BatchUuid>,
+    closed_order: VecDeque<BatchUuid>,
+    revoked: HashSet<BatchUuid>,
     /// Revoked ids in order of revocation, with when to forget them.
-    revoked_order: VecDeque<(Instant, Uuid)>,
+    revoked_order: VecDeque<(Instant, BatchUuid)>,
 }
 
 fn tensor_bytes(inputs: &[Tensor]) -> usize {
@@ -306,7 +306,7 @@ impl Assembler {
     /// The scheduler revoked batch `id` at `now`: drops it if it is assembling (plan or inputs),
     /// and remembers the id for [`AssemblyLimits::revoked_ttl`] whatever became of it, so that
     /// a plan or input arriving later for it is dropped.
-    pub fn revoke(&mut self, id: Uuid, now: Instant) -> RevokeOutcome {
+    pub fn revoke(&mut self, id: BatchUuid, now: Instant) -> RevokeOutcome {
         if self.revoked.insert(id) {
             self.revoked_order.push_back((now + self.limits.revoked_ttl, id));
             if self.revoked_order.len() > self.limits.closed_memory.max(1) {
@@ -383,14 +383,14 @@ impl Assembler {
         out
     }
 
-    fn take_orphans(&mut self, id: &Uuid) -> Option<Orphans> {
+    fn take_orphans(&mut self, id: &BatchUuid) -> Option<Orphans> {
         let orphans = self.orphans.remove(id)?;
         self.orphan_timers.remove(&(orphans.expires, *id));
         self.orphan_bytes -= orphans.bytes;
         Some(orphans)
     }
 
-    fn close(&mut self, id: Uuid) {
+    fn close(&mut self, id: BatchUuid) {
         if self.limits.closed_memory == 0 || !self.closed.insert(id) {
             return;
         }
@@ -411,11 +411,11 @@ mod tests {
 
     fn plan(id: u128, n: usize, budget_us: u64) -> BatchPlanMsg {
         BatchPlanMsg {
-            batch_id: Uuid::from_u128(id),
+            batch_id: BatchUuid::from_u128(id),
             model: "m".into(),
             items: (0..n)
                 .map(|i| PlanItem {
-                    request_id: format!("r{i}"),
+                    request_id: format!("r{i}").into(),
                     reply_to: format!("_INBOX.{i}"),
                     queued_us: 0,
                 })
@@ -427,7 +427,7 @@ mod tests {
 
     fn input(id: u128, index: u32, byte: u8) -> BatchInput {
         BatchInput {
-            batch_id: Uuid::from_u128(id),
+            batch_id: BatchUuid::from_u128(id),
             index,
             inputs: vec![Tensor {
                 dtype: baton_common::wire::DType::U8,
@@ -542,7 +542,7 @@ mod tests {
         let t = a.handle_timeout(later);
         let mut dropped = t.orphans_dropped.clone();
         dropped.sort();
-        assert_eq!(dropped, [Uuid::from_u128(1), Uuid::from_u128(2)]);
+        assert_eq!(dropped, [BatchUuid::from_u128(1), BatchUuid::from_u128(2)]);
         assert_eq!(a.orphan_batches(), 0);
         assert_eq!(a.poll_timeout(), None);
         // The space is free again.
@@ -571,10 +571,10 @@ mod tests {
         // Assembling: the plan is dropped, unanswered, and so are later inputs.
         assert!(matches!(a.on_plan(plan(1, 2, 1000), t0), PlanOutcome::Waiting));
         a.on_input(input(1, 0, 0), t0);
-        let RevokeOutcome::Dropped(p) = a.revoke(Uuid::from_u128(1), t0) else {
+        let RevokeOutcome::Dropped(p) = a.revoke(BatchUuid::from_u128(1), t0) else {
             panic!("an assembling batch is dropped");
         };
-        assert_eq!(p.batch_id, Uuid::from_u128(1));
+        assert_eq!(p.batch_id, BatchUuid::from_u128(1));
         assert_eq!(a.assembling(), 0);
         assert!(matches!(
             a.on_input(input(1, 1, 0), t0),
@@ -583,12 +583,15 @@ mod tests {
         // Orphans only.
         a.on_input(input(2, 0, 0), t0);
         assert!(matches!(
-            a.revoke(Uuid::from_u128(2), t0),
+            a.revoke(BatchUuid::from_u128(2), t0),
             RevokeOutcome::OrphansDropped
         ));
         assert_eq!(a.orphan_batches(), 0);
         // Unknown: remembered, so a plan arriving after its revoke is not run.
-        assert!(matches!(a.revoke(Uuid::from_u128(3), t0), RevokeOutcome::NotAssembling));
+        assert!(matches!(
+            a.revoke(BatchUuid::from_u128(3), t0),
+            RevokeOutcome::NotAssembling
+        ));
         assert!(matches!(a.on_plan(plan(3, 0, 1000), t0), PlanOutcome::Revoked(_)));
         // Only `closed_memory` (2) ids are remembered, each for `revoked_ttl`.
         assert_eq!(a.revoked(), 2);

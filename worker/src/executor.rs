@@ -22,8 +22,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use baton_common::control::BatchPlanMsg;
+use baton_common::ids::BatchUuid;
 use tokio::sync::mpsc::UnboundedSender;
-use uuid::Uuid;
 
 use crate::assembly::ReadyBatch;
 use crate::backend::{Backend, BackendError, ItemResult};
@@ -58,7 +58,7 @@ pub struct Executor {
     jobs: Option<SyncSender<ReadyBatch>>,
     thread: Option<JoinHandle<()>>,
     /// Batches submitted and revoked since: skipped if the thread has not started them.
-    revoked: Arc<Mutex<HashSet<Uuid>>>,
+    revoked: Arc<Mutex<HashSet<BatchUuid>>>,
 }
 
 impl Executor {
@@ -129,12 +129,12 @@ impl Executor {
     /// Asks the thread not to run batch `id`, submitted earlier, if it has not started it yet;
     /// it then comes back with [`Executed::revoked`] set. Call [`Executor::forget`] for it
     /// when it comes back either way.
-    pub fn revoke(&self, id: Uuid) {
+    pub fn revoke(&self, id: BatchUuid) {
         self.revoked.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
     }
 
     /// Forgets a revoke for batch `id`, which has come back (run or not).
-    pub fn forget(&self, id: &Uuid) {
+    pub fn forget(&self, id: &BatchUuid) {
         self.revoked.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
@@ -170,9 +170,9 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 #[cfg(test)]
 mod tests {
     use baton_common::control::{BatchPlanMsg, PlanItem};
+    use baton_common::ids::BatchUuid;
     use baton_common::profile::Profile;
     use baton_common::wire::Tensor;
-    use uuid::Uuid;
 
     use super::*;
     use crate::backend::ModelInfo;
@@ -201,11 +201,11 @@ mod tests {
     fn batch(model: &str, n: usize) -> ReadyBatch {
         ReadyBatch {
             plan: BatchPlanMsg {
-                batch_id: Uuid::new_v4(),
+                batch_id: BatchUuid::random(),
                 model: model.into(),
                 items: (0..n)
                     .map(|i| PlanItem {
-                        request_id: format!("r{i}"),
+                        request_id: format!("r{i}").into(),
                         reply_to: format!("_INBOX.{i}"),
                         queued_us: 0,
                     })

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use async_nats::{Client, Subscriber};
 use baton_common::control::{BatchInput, BatchPlanMsg, Revoke};
+use baton_common::ids::WorkerName;
 use baton_common::subjects;
 use baton_common::wire::{decode, RejectReason};
 use futures::{FutureExt, StreamExt};
@@ -64,7 +65,7 @@ pub async fn drain(
     mut subscriber: Subscriber,
     queue: Sender<Inbound>,
     client: Client,
-    worker_id: String,
+    worker_id: WorkerName,
     stats: Arc<InboxStats>,
     stop: oneshot::Receiver<()>,
 ) {

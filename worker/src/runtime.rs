@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
 use baton_common::control::{Goodbye, Heartbeat, WorkerHello, WorkerModel, WorkerState};
+use baton_common::ids::{BatchUuid, WorkerName};
 use baton_common::nats::{NatsConnectError, Retry};
 use baton_common::settings::NatsSettings;
 use baton_common::subjects;
@@ -65,7 +66,7 @@ pub struct WorkerConfig {
     /// connection is named `baton-worker-<id>` unless `nats.name` is changed from the default.
     pub nats: NatsSettings,
     /// Unique worker id; one NATS subject token.
-    pub id: String,
+    pub id: WorkerName,
     /// Hardware class announced to the scheduler (`cpu`, `t4`, `a100`…).
     pub hardware: String,
     /// Heartbeat period (default 250 ms).
@@ -87,7 +88,7 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// A worker on an open NATS server at `nats_url` (set [`WorkerConfig::nats`] for
     /// credentials and TLS).
-    pub fn new(nats_url: impl Into<String>, id: impl Into<String>, hardware: impl Into<String>) -> Self {
+    pub fn new(nats_url: impl Into<String>, id: impl Into<WorkerName>, hardware: impl Into<String>) -> Self {
         WorkerConfig {
             nats: NatsSettings {
                 url: nats_url.into(),
@@ -134,8 +135,8 @@ pub async fn run(
     backend: Box<dyn Backend>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    subjects::validate_token(&config.id).map_err(|problem| WorkerError::InvalidId {
-        id: config.id.clone(),
+    subjects::validate_token(config.id.as_str()).map_err(|problem| WorkerError::InvalidId {
+        id: config.id.to_string(),
         problem,
     })?;
     let models = backend.models();
@@ -160,7 +161,7 @@ pub async fn run(
     let client = tokio::select! {
         client = connect(&config, stats.clone()) => client?,
         () = &mut shutdown => {
-            info!(worker = config.id, "shut down before NATS answered");
+            info!(worker = %config.id, "shut down before NATS answered");
             return Ok(());
         }
     };
@@ -184,7 +185,7 @@ pub async fn run(
     let executor = Executor::spawn(backend, config.exec_queue.max(1), done_tx).map_err(WorkerError::ExecThread)?;
 
     info!(
-        worker = config.id,
+        worker = %config.id,
         hardware = config.hardware,
         backend = hello.backend,
         models = ?hello.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
@@ -243,7 +244,7 @@ pub async fn run(
         warn!("NATS did not take the goodbye within {FAREWELL:?}; leaving anyway");
     }
     info!(
-        worker = config.id,
+        worker = %config.id,
         slow_consumer_events = stats.slow_consumer_events.load(std::sync::atomic::Ordering::Relaxed),
         malformed = stats.malformed.load(std::sync::atomic::Ordering::Relaxed),
         plans_overflowed = stats.plans_overflowed.load(std::sync::atomic::Ordering::Relaxed),
@@ -278,18 +279,18 @@ async fn connect(config: &WorkerConfig, stats: Arc<InboxStats>) -> Result<Client
             let stats = stats.clone();
             async move {
                 match event {
-                    Event::Connected => info!(worker = id, "connected to NATS"),
-                    Event::Disconnected => warn!(worker = id, "disconnected from NATS; reconnecting"),
+                    Event::Connected => info!(worker = %id, "connected to NATS"),
+                    Event::Disconnected => warn!(worker = %id, "disconnected from NATS; reconnecting"),
                     Event::SlowConsumer(sid) => {
                         let n = InboxStats::bump(&stats.slow_consumer_events);
                         error!(
-                            worker = id,
+                            worker = %id,
                             sid,
                             total = n,
                             "NATS dropped messages for this slow consumer"
                         );
                     }
-                    other => warn!(worker = id, event = %other, "NATS event"),
+                    other => warn!(worker = %id, event = %other, "NATS event"),
                 }
             }
         })
@@ -305,7 +306,7 @@ struct Worker {
     /// Batches handed to the execution thread and not yet back.
     running: usize,
     /// Those batches by id, with whether the scheduler has revoked them since.
-    in_exec: HashMap<uuid::Uuid, bool>,
+    in_exec: HashMap<BatchUuid, bool>,
     /// Complete batches stay in `ready` while a burst of inbound messages is handled.
     hold: bool,
     draining: bool,
@@ -348,7 +349,7 @@ impl Worker {
             let timer = self.assembler.poll_timeout();
             tokio::select! {
                 () = &mut shutdown, if !self.draining => {
-                    info!(worker = self.config.id, pending = self.pending(), "shutting down: draining");
+                    info!(worker = %self.config.id, pending = self.pending(), "shutting down: draining");
                     self.draining = true;
                     self.publish_heartbeat().await;
                 }
@@ -465,7 +466,7 @@ impl Worker {
     }
 
     /// The scheduler answered these batches itself: drop those that have not started, unanswered.
-    fn on_revoke(&mut self, ids: &[uuid::Uuid]) {
+    fn on_revoke(&mut self, ids: &[BatchUuid]) {
         let now = Instant::now();
         for &id in ids {
             match self.assembler.revoke(id, now) {

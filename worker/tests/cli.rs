@@ -67,7 +67,7 @@ async fn sigterm_drains_says_goodbye_and_exits_zero() {
                 saw_draining |= decode::<Heartbeat>(&m.payload).unwrap().state == WorkerState::Draining;
             }
             subjects::WORKER_GOODBYE => {
-                assert_eq!(decode::<Goodbye>(&m.payload).unwrap().worker_id, "cli1");
+                assert_eq!(decode::<Goodbye>(&m.payload).unwrap().worker_id.as_str(), "cli1");
                 break;
             }
             _ => {}

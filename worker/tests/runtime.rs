@@ -11,6 +11,7 @@ use async_nats::{Client, Message, Subscriber};
 use baton_common::control::{
     BatchDone, BatchInput, BatchPlanMsg, Goodbye, Heartbeat, PlanItem, Revoke, WorkerHello, WorkerState,
 };
+use baton_common::ids::BatchUuid;
 use baton_common::profile::Profile;
 use baton_common::subjects;
 use baton_common::testing::NatsServer;
@@ -20,7 +21,6 @@ use baton_worker::{checksum, run, EmulatedBackend, EmulatedModel, WorkerConfig, 
 use futures::StreamExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(5);
 const REPLY_PREFIX: &str = "test.reply";
@@ -155,7 +155,7 @@ impl Harness {
             .unwrap();
     }
 
-    async fn send_input(&self, batch_id: Uuid, index: u32, inputs: Vec<Tensor>) {
+    async fn send_input(&self, batch_id: BatchUuid, index: u32, inputs: Vec<Tensor>) {
         let msg = BatchInput {
             batch_id,
             index,
@@ -167,7 +167,7 @@ impl Harness {
             .unwrap();
     }
 
-    async fn send_revoke(&self, batch_ids: &[Uuid]) {
+    async fn send_revoke(&self, batch_ids: &[BatchUuid]) {
         let msg = Revoke {
             batch_ids: batch_ids.to_vec(),
         };
@@ -178,7 +178,7 @@ impl Harness {
     }
 
     /// The reports seen for `batch_id`.
-    fn dones_of(&self, batch_id: Uuid) -> usize {
+    fn dones_of(&self, batch_id: BatchUuid) -> usize {
         self.tap
             .on(subjects::BATCH_DONE)
             .iter()
@@ -197,7 +197,7 @@ impl Harness {
             .await;
     }
 
-    async fn wait_done(&mut self, batch_id: Uuid) -> BatchDone {
+    async fn wait_done(&mut self, batch_id: BatchUuid) -> BatchDone {
         let m = self
             .tap
             .wait_for("BatchDone", move |m| {
@@ -212,7 +212,7 @@ impl Harness {
     async fn shutdown(&mut self) {
         self.stop.take().unwrap().send(()).unwrap();
         let m = self.tap.wait_subject(subjects::WORKER_GOODBYE).await;
-        assert_eq!(decode::<Goodbye>(&m.payload).unwrap().worker_id, self.id);
+        assert_eq!(decode::<Goodbye>(&m.payload).unwrap().worker_id.as_str(), self.id);
         tokio::time::timeout(WAIT, &mut self.worker)
             .await
             .expect("worker exits after goodbye")
@@ -222,13 +222,13 @@ impl Harness {
 }
 
 fn plan(n: usize, budget_us: u64) -> BatchPlanMsg {
-    let batch_id = Uuid::new_v4();
+    let batch_id = BatchUuid::random();
     BatchPlanMsg {
         batch_id,
         model: "m".into(),
         items: (0..n)
             .map(|i| PlanItem {
-                request_id: format!("{batch_id}-r{i}"),
+                request_id: format!("{batch_id}-r{i}").into(),
                 reply_to: format!("{REPLY_PREFIX}.{batch_id}.{i}"),
                 queued_us: 1000 + i as u64,
             })
@@ -247,7 +247,7 @@ fn tensor(seed: u32, len: usize) -> Tensor {
 async fn says_hello_on_start_and_on_rehello_and_heartbeats() {
     let mut h = start("sleep#1000,2000,0,0", |_| {}).await;
     let hello = h.wait_hello().await;
-    assert_eq!(hello.worker_id, "w1");
+    assert_eq!(hello.worker_id.as_str(), "w1");
     assert_eq!(hello.hardware, "cpu");
     assert_eq!(hello.backend, "emulated");
     assert_eq!(hello.models.len(), 1);
@@ -298,7 +298,7 @@ async fn runs_a_batch_with_inputs_before_and_after_its_plan() {
     h.send_input(p.batch_id, 1, vec![inputs[1].clone()]).await;
 
     let done = h.wait_done(p.batch_id).await;
-    assert_eq!(done.worker_id, "w1");
+    assert_eq!(done.worker_id.as_str(), "w1");
     assert_eq!(done.batch_size, 4);
     assert_eq!(done.failed, 0);
     assert!(done.exec_us >= 6000, "{done:?}");
@@ -308,7 +308,7 @@ async fn runs_a_batch_with_inputs_before_and_after_its_plan() {
     assert_eq!(replies.len(), 4);
     let done_at = h.tap.position(|m| m.subject.as_str() == subjects::BATCH_DONE).unwrap();
     for (i, item) in p.items.iter().enumerate() {
-        let r = &replies[&item.request_id];
+        let r = &replies[item.request_id.as_str()];
         assert_eq!(r.len(), 1, "request {} must get exactly one reply", item.request_id);
         let r = &r[0];
         assert_eq!(r.status, Status::Ok, "{r:?}");
@@ -346,7 +346,7 @@ async fn a_wrong_shape_is_a_bad_request_and_the_rest_of_the_batch_runs() {
     let replies = h.tap.replies();
     assert_eq!(replies.len(), 4);
     let one = |i: usize| {
-        let r = &replies[&p.items[i].request_id];
+        let r = &replies[p.items[i].request_id.as_str()];
         assert_eq!(r.len(), 1);
         r[0].clone()
     };
@@ -357,7 +357,7 @@ async fn a_wrong_shape_is_a_bad_request_and_the_rest_of_the_batch_runs() {
     assert_eq!(bad.reason, Some(RejectReason::BadRequest));
     let msg = bad.error.unwrap();
     assert!(msg.contains("[4]") && msg.contains("[5]"), "{msg}");
-    let unknown = &replies[&other.items[0].request_id];
+    let unknown = &replies[other.items[0].request_id.as_str()];
     assert_eq!(unknown.len(), 1);
     assert_eq!(unknown[0].reason, Some(RejectReason::UnknownModel));
     assert!(unknown[0].error.as_deref().unwrap().contains("`resnet`"));
@@ -386,13 +386,13 @@ async fn a_plan_whose_inputs_never_come_is_answered_with_errors_after_its_budget
     let replies = h.tap.replies();
     assert_eq!(replies.len(), 2);
     for item in &p.items {
-        let r = &replies[&item.request_id];
+        let r = &replies[item.request_id.as_str()];
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].status, Status::Error);
         let msg = r[0].error.as_deref().unwrap();
-        assert!(msg.contains(&p.items[0].request_id), "{msg}");
+        assert!(msg.contains(p.items[0].request_id.as_str()), "{msg}");
         assert!(
-            !msg.contains(&p.items[1].request_id),
+            !msg.contains(p.items[1].request_id.as_str()),
             "only the missing input is named: {msg}"
         );
     }
@@ -431,12 +431,12 @@ async fn shutdown_finishes_the_running_batch_then_says_goodbye() {
 
     let replies = h.tap.replies();
     for (i, item) in p.items.iter().enumerate() {
-        let r = &replies[&item.request_id];
+        let r = &replies[item.request_id.as_str()];
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].status, Status::Ok);
         assert_eq!(r[0].outputs, vec![checksum(&[inputs[i].clone()])]);
     }
-    let declined = &replies[&late.items[0].request_id];
+    let declined = &replies[late.items[0].request_id.as_str()];
     assert_eq!(declined.len(), 1);
     assert_eq!(declined[0].reason, Some(RejectReason::ShuttingDown));
     let goodbye_at = h
@@ -469,7 +469,7 @@ async fn a_batch_revoked_before_its_inputs_come_is_never_run_nor_answered() {
     // the inputs (as after a NATS stall), and a plan repeated after the revoke.
     let revoked = plan(2, 1_000_000);
     h.send_plan(&revoked).await;
-    h.send_revoke(&[revoked.batch_id, Uuid::new_v4()]).await;
+    h.send_revoke(&[revoked.batch_id, BatchUuid::random()]).await;
     h.send_input(revoked.batch_id, 0, vec![tensor(0, 4)]).await;
     h.send_input(revoked.batch_id, 1, vec![tensor(1, 4)]).await;
     h.send_plan(&revoked).await;
@@ -487,12 +487,12 @@ async fn a_batch_revoked_before_its_inputs_come_is_never_run_nor_answered() {
     let replies = h.tap.replies();
     for item in &revoked.items {
         assert!(
-            !replies.contains_key(&item.request_id),
+            !replies.contains_key(item.request_id.as_str()),
             "revoked request answered: {replies:?}"
         );
     }
     assert_eq!(h.dones_of(revoked.batch_id), 0, "no BatchDone for a revoked batch");
-    assert_eq!(replies[&next.items[0].request_id].len(), 1);
+    assert_eq!(replies[next.items[0].request_id.as_str()].len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -517,7 +517,10 @@ async fn a_revoked_batch_waiting_for_the_device_is_dropped_and_the_running_one_f
     h.shutdown().await;
 
     let replies = h.tap.replies();
-    assert_eq!(replies[&running.items[0].request_id].len(), 1);
-    assert!(!replies.contains_key(&queued.items[0].request_id), "{replies:?}");
+    assert_eq!(replies[running.items[0].request_id.as_str()].len(), 1);
+    assert!(
+        !replies.contains_key(queued.items[0].request_id.as_str()),
+        "{replies:?}"
+    );
     assert_eq!(h.dones_of(queued.batch_id), 0);
 }

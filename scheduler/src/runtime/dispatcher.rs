@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use actix::prelude::*;
+use baton_common::ids::{BatchUuid, WorkerName};
 use baton_common::wire::RejectReason;
-use uuid::Uuid;
 
 use super::clock::Clock;
 use super::gateway::Gateway;
@@ -31,7 +31,7 @@ use crate::core::{
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Done {
-    pub batch: Uuid,
+    pub batch: BatchUuid,
     /// How long the batch ran on the worker.
     pub exec_us: u64,
     /// From the plan reaching the worker to the batch starting.
@@ -50,9 +50,9 @@ pub struct GetStatus;
 
 #[derive(Debug)]
 struct Batch {
-    uuid: Uuid,
+    uuid: BatchUuid,
     worker: WorkerId,
-    requests: Vec<u64>,
+    requests: Vec<RequestId>,
     sent_at: Time,
     /// When the core planned it to start (the GPU may have been busy).
     exec_at: Time,
@@ -98,12 +98,12 @@ pub struct Dispatcher {
     gateway: Addr<Gateway>,
     model_ids: HashMap<String, ModelId>,
     model_names: Vec<String>,
-    worker_ids: HashMap<String, WorkerId>,
-    worker_names: HashMap<WorkerId, String>,
+    worker_ids: HashMap<WorkerName, WorkerId>,
+    worker_names: HashMap<WorkerId, WorkerName>,
     worker_models: HashMap<WorkerId, Vec<ModelId>>,
     next_worker: u64,
     batches: HashMap<BatchId, Batch>,
-    by_uuid: HashMap<Uuid, BatchId>,
+    by_uuid: HashMap<BatchUuid, BatchId>,
     /// The wake-up currently armed, and the thread that keeps it.
     armed: Option<Time>,
     timer: Option<PreciseTimer>,
@@ -144,10 +144,10 @@ impl Dispatcher {
                 Action::Dispatch(p) => {
                     // Random, not derived from the core's counter: a restarted scheduler
                     // counts from 0 again, and workers remember the batch ids they closed.
-                    let uuid = Uuid::new_v4();
+                    let uuid = BatchUuid::random();
                     let worker = self.worker_names[&p.worker].clone();
                     let model = self.model_names[p.model.0 as usize].clone();
-                    let requests: Vec<u64> = p.requests.iter().map(|r| r.0).collect();
+                    let requests = p.requests.clone();
                     metrics::histogram!(telemetry::BATCH_SIZE, "model" => model.clone()).record(requests.len() as f64);
                     metrics::counter!(telemetry::BATCHES, "model" => model.clone()).increment(1);
                     self.batches_total += 1;
@@ -175,7 +175,7 @@ impl Dispatcher {
                     *self.rejected.entry(reason).or_default() += 1;
                     let name = self.model_names.get(model.0 as usize).cloned().unwrap_or_default();
                     self.gateway.do_send(Reject {
-                        request: request.0,
+                        request,
                         reason,
                         message: explain(reason, &name),
                     });
@@ -247,8 +247,8 @@ const GAUGE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Dispatcher {
     /// Batches in flight per registered worker (0 for idle ones).
-    fn inflight_by_worker(&self) -> HashMap<String, usize> {
-        let mut m: HashMap<String, usize> = self.worker_names.values().map(|n| (n.clone(), 0)).collect();
+    fn inflight_by_worker(&self) -> HashMap<WorkerName, usize> {
+        let mut m: HashMap<WorkerName, usize> = self.worker_names.values().map(|n| (n.clone(), 0)).collect();
         for b in self.batches.values() {
             if let Some(n) = self.worker_names.get(&b.worker) {
                 *m.entry(n.clone()).or_default() += 1;
@@ -264,7 +264,7 @@ impl Dispatcher {
                 .set(self.core.queue_len(ModelId(i as u32)) as f64);
         }
         for (w, n) in self.inflight_by_worker() {
-            metrics::gauge!(telemetry::WORKER_BATCHES, "worker" => w).set(n as f64);
+            metrics::gauge!(telemetry::WORKER_BATCHES, "worker" => String::from(w)).set(n as f64);
         }
     }
 }
@@ -299,7 +299,7 @@ impl Handler<Arrive> for Dispatcher {
         let slo = a.slo - (now - a.received).max(0);
         self.core.on_arrival(
             Arrival {
-                id: RequestId(a.id),
+                id: a.id,
                 model: a.model,
                 slo: Some(slo),
             },
@@ -386,7 +386,7 @@ impl Handler<WorkerDown> for Dispatcher {
             });
         }
         // Its series stays in the exporter: say it runs nothing rather than its last count.
-        metrics::gauge!(telemetry::WORKER_BATCHES, "worker" => m.worker.clone()).set(0.0);
+        metrics::gauge!(telemetry::WORKER_BATCHES, "worker" => m.worker.to_string()).set(0.0);
         if m.lost {
             tracing::warn!(worker = %m.worker, "worker lost");
         } else {
@@ -417,7 +417,7 @@ impl Handler<Done> for Dispatcher {
         }
         // A batch the worker declined or could not assemble did not run (exec_us 0).
         if let Some(name) = self.worker_names.get(&b.worker).filter(|_| d.exec_us > 0) {
-            metrics::histogram!(telemetry::WORKER_EXEC, "worker" => name.clone()).record(d.exec_us as f64 * 1e-6);
+            metrics::histogram!(telemetry::WORKER_EXEC, "worker" => name.to_string()).record(d.exec_us as f64 * 1e-6);
         }
         let _ = self.core.on_batch_done_after(id, d.exec_us as Time * 1000, now);
         self.gateway.do_send(Release(b.requests));
@@ -470,7 +470,7 @@ impl Handler<GetStatus> for Dispatcher {
 
 /// Batches in flight per worker name (for status and occupancy metrics).
 #[derive(Debug, Message)]
-#[rtype(result = "HashMap<String, usize>")]
+#[rtype(result = "HashMap<WorkerName, usize>")]
 pub struct InflightByWorker;
 
 impl Handler<InflightByWorker> for Dispatcher {

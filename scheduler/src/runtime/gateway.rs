@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use actix::prelude::*;
 use baton_common::control::{BatchInput, BatchPlanMsg, PlanItem, Revoke};
+use baton_common::ids::ClientRequestId;
 use baton_common::subjects;
 use baton_common::wire::{self, InferReply, RejectReason, Tensor};
 use bytes::Bytes;
@@ -25,11 +26,11 @@ use super::clock::Clock;
 use super::messages::{Arrive, Reject, Release, RevokeBatches, ServedModels, Ship};
 use super::outbox::Outbox;
 use super::telemetry;
-use crate::core::{ModelId, Time};
+use crate::core::{ModelId, RequestId, Time};
 
 #[derive(Debug)]
 struct Held {
-    client_id: String,
+    client_id: ClientRequestId,
     reply_to: String,
     inputs: Vec<Tensor>,
     bytes: usize,
@@ -43,7 +44,7 @@ struct Held {
 pub struct Incoming {
     pub model: String,
     pub reply_to: String,
-    pub client_id: Option<String>,
+    pub client_id: Option<ClientRequestId>,
     pub inputs: Vec<Tensor>,
     pub slo: Time,
     pub bytes: usize,
@@ -62,7 +63,7 @@ pub struct Gateway {
     dispatcher: Recipient<Arrive>,
     budget: usize,
     held_bytes: usize,
-    held: HashMap<u64, Held>,
+    held: HashMap<RequestId, Held>,
     served: HashMap<String, ModelId>,
     next_id: u64,
 }
@@ -85,7 +86,7 @@ impl Gateway {
         let _ = self.out.send((to.to_string(), Bytes::from(wire::encode(reply))));
     }
 
-    fn forget(&mut self, id: u64) -> Option<Held> {
+    fn forget(&mut self, id: RequestId) -> Option<Held> {
         let h = self.held.remove(&id)?;
         self.held_bytes -= h.bytes;
         metrics::gauge!(telemetry::HELD_BYTES).set(self.held_bytes as f64);
@@ -98,8 +99,13 @@ impl Actor for Gateway {
 }
 
 /// The reply to a request rejected before it was held.
-pub fn rejection(reply_to: &str, client_id: Option<String>, reason: RejectReason, message: String) -> (String, Bytes) {
-    let r = InferReply::rejected(client_id.unwrap_or_default(), reason, message);
+pub fn rejection(
+    reply_to: &str,
+    client_id: Option<ClientRequestId>,
+    reason: RejectReason,
+    message: String,
+) -> (String, Bytes) {
+    let r = InferReply::rejected(client_id.map(String::from).unwrap_or_default(), reason, message);
     (reply_to.to_string(), Bytes::from(wire::encode(&r)))
 }
 
@@ -150,14 +156,14 @@ impl Handler<Incoming> for Gateway {
                 .send(rejection(&m.reply_to, m.client_id, RejectReason::Overloaded, msg));
             return;
         }
-        let id = self.next_id;
+        let id = RequestId(self.next_id);
         self.next_id += 1;
         self.held_bytes += m.bytes;
         metrics::gauge!(telemetry::HELD_BYTES).set(self.held_bytes as f64);
         self.held.insert(
             id,
             Held {
-                client_id: m.client_id.unwrap_or_else(|| format!("b{id}")),
+                client_id: m.client_id.unwrap_or_else(|| ClientRequestId::new(format!("b{id}"))),
                 reply_to: m.reply_to,
                 inputs: m.inputs,
                 bytes: m.bytes,

@@ -11,21 +11,25 @@
 //! nothing of `dispatcher.rs`; the dispatcher holds the gateway's address. Messages that come
 //! from NATS or from `baton status` rather than from another actor (`Hello`, `Done`,
 //! `GetStatus`…) live beside the actor that handles them.
+//!
+//! Requests are named by the gateway's number for them (the core's `RequestId`), batches by the
+//! id their worker knows (`BatchUuid`), workers by their name (`WorkerName`); each is a type of
+//! its own, so one cannot be passed for another.
 
 use std::collections::HashMap;
 
 use actix::prelude::*;
 use baton_common::control::WorkerHello;
+use baton_common::ids::{BatchUuid, WorkerName};
 use baton_common::wire::RejectReason;
-use uuid::Uuid;
 
-use crate::core::{ModelId, Time};
+use crate::core::{ModelId, RequestId, Time};
 
 /// A request's metadata, from the gateway to the dispatcher.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Arrive {
-    pub id: u64,
+    pub id: RequestId,
     pub model: ModelId,
     pub slo: Time,
     pub received: Time,
@@ -39,13 +43,13 @@ pub struct WorkerUp(pub WorkerHello);
 /// A worker is draining: no new batches.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct WorkerDraining(pub String);
+pub struct WorkerDraining(pub WorkerName);
 
 /// A worker left or was declared dead.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct WorkerDown {
-    pub worker: String,
+    pub worker: WorkerName,
     pub lost: bool,
 }
 
@@ -58,10 +62,10 @@ pub struct ServedModels(pub HashMap<String, ModelId>);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Ship {
-    pub batch: Uuid,
-    pub worker: String,
+    pub batch: BatchUuid,
+    pub worker: WorkerName,
     pub model: String,
-    pub requests: Vec<u64>,
+    pub requests: Vec<RequestId>,
     pub deadline: Time,
     pub late: bool,
 }
@@ -71,15 +75,15 @@ pub struct Ship {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct RevokeBatches {
-    pub worker: String,
-    pub batches: Vec<Uuid>,
+    pub worker: WorkerName,
+    pub batches: Vec<BatchUuid>,
 }
 
 /// Answer a request with a rejection and forget it.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Reject {
-    pub request: u64,
+    pub request: RequestId,
     pub reason: RejectReason,
     pub message: String,
 }
@@ -87,4 +91,4 @@ pub struct Reject {
 /// The worker answered these requests: forget them.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Release(pub Vec<u64>);
+pub struct Release(pub Vec<RequestId>);

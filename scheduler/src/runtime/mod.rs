@@ -33,6 +33,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use anyhow::Result;
 use baton_common::control::{BatchDone, Goodbye, Heartbeat, WorkerHello};
+use baton_common::ids::ClientRequestId;
 use baton_common::settings::Settings;
 use baton_common::subjects;
 use baton_common::wire::{self, InferRequest, RejectReason};
@@ -264,7 +265,7 @@ pub fn admit(
     payload: &[u8],
     limits: &baton_common::settings::GatewaySettings,
     received: Time,
-) -> std::result::Result<Incoming, (Option<String>, RejectReason, String)> {
+) -> std::result::Result<Incoming, (Option<ClientRequestId>, RejectReason, String)> {
     let Some(model) = subjects::model_from_infer_subject(subject) else {
         return Err((
             None,
@@ -285,13 +286,17 @@ pub fn admit(
     }
     let req: InferRequest = wire::decode(payload).map_err(|e| (None, RejectReason::BadRequest, e.to_string()))?;
     if let Err(e) = req.validate() {
-        return Err((req.id, RejectReason::BadRequest, e.to_string()));
+        return Err((
+            req.id.map(ClientRequestId::from),
+            RejectReason::BadRequest,
+            e.to_string(),
+        ));
     }
     let slo_ms = req.slo_ms.unwrap_or(limits.default_slo_ms);
     Ok(Incoming {
         model: model.to_string(),
         reply_to: String::new(),
-        client_id: req.id,
+        client_id: req.id.map(ClientRequestId::from),
         bytes: payload.len(),
         inputs: req.inputs,
         slo: (slo_ms * 1e6) as Time,

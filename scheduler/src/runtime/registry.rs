@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use baton_common::control::{Goodbye, Heartbeat, WorkerHello, WorkerState};
+use baton_common::ids::WorkerName;
 use baton_common::subjects;
 use bytes::Bytes;
 
@@ -50,9 +51,9 @@ pub struct Registry {
     out: Outbox,
     dispatcher: Addr<Dispatcher>,
     dead_after: Duration,
-    workers: HashMap<String, Known>,
+    workers: HashMap<WorkerName, Known>,
     /// When each unknown worker was last asked to say hello (asked at most every `dead_after`).
-    asked: HashMap<String, Instant>,
+    asked: HashMap<WorkerName, Instant>,
 }
 
 impl Registry {
@@ -83,7 +84,7 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let every = (self.dead_after / 6).max(Duration::from_millis(20));
         ctx.run_interval(every, |act, _| {
-            let dead: Vec<String> = act
+            let dead: Vec<WorkerName> = act
                 .workers
                 .iter()
                 .filter(|(_, k)| k.last_seen.elapsed() > act.dead_after)

@@ -1,6 +1,7 @@
 //! The status snapshot answered on `baton.ops.status` and printed by
 //! `baton status`.
 
+use baton_common::ids::WorkerName;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -21,7 +22,7 @@ pub struct Status {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerStatus {
-    pub id: String,
+    pub id: WorkerName,
     pub hardware: String,
     pub backend: String,
     pub state: String,
