@@ -28,8 +28,8 @@ pub mod scheduler;
 pub mod target;
 pub mod window;
 
-pub use policy::{Condition, DropPolicy, GpuChoice, ParseEnumError, RejectReason};
 pub use latency::LatencyTable;
+pub use policy::{Condition, DropPolicy, GpuChoice, ParseEnumError, RejectReason};
 pub use scheduler::{Action, Arrival, BatchPlan, CoreConfig, CoreError, ModelSpec, Scheduler};
 pub use window::{Deltas, Window};
 

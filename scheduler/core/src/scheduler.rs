@@ -22,7 +22,9 @@ use super::queue::{Entry, Queue};
 use super::rate::RateMeter;
 use super::target::{b_target, TargetParams};
 use super::window::Deltas;
-use super::{BatchId, Condition, DropPolicy, GpuChoice, LatencyTable, ModelId, RejectReason, RequestId, Time, WorkerId, MS, US};
+use super::{
+    BatchId, Condition, DropPolicy, GpuChoice, LatencyTable, ModelId, RejectReason, RequestId, Time, WorkerId, MS, US,
+};
 
 /// The core's knobs (DESIGN.md §4). The runtime fills them from its `[scheduler]` settings,
 /// whose documentation says what each one means and why the defaults are what they are.

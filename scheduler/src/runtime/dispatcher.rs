@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use baton_common::ids::{BatchUuid, WorkerName};
-use baton_common::wire::RejectReason;
 
 use super::clock::Clock;
 use super::gateway::Gateway;
@@ -108,7 +107,7 @@ pub struct Dispatcher {
     armed: Option<Time>,
     timer: Option<PreciseTimer>,
     batches_total: u64,
-    rejected: HashMap<RejectReason, u64>,
+    rejected: HashMap<crate::core::RejectReason, u64>,
     rate_mark: (Instant, u64),
     deltas: DeltaFit,
 }
@@ -176,7 +175,7 @@ impl Dispatcher {
                     let name = self.model_names.get(model.0 as usize).cloned().unwrap_or_default();
                     self.gateway.do_send(Reject {
                         request,
-                        reason,
+                        reason: reason.into(),
                         message: explain(reason, &name),
                     });
                 }
@@ -228,7 +227,8 @@ impl Dispatcher {
     }
 }
 
-fn explain(reason: RejectReason, model: &str) -> String {
+fn explain(reason: crate::core::RejectReason, model: &str) -> String {
+    use crate::core::RejectReason;
     match reason {
         RejectReason::DeadlineUnattainable => format!(
             "model `{model}` cannot finish this request within its SLO at the current load; \
@@ -319,7 +319,7 @@ impl Handler<WorkerUp> for Dispatcher {
         let models: Vec<ModelId> = hello
             .models
             .iter()
-            .map(|m| self.model_id(&m.name, LatencyTable::from_profile(&m.profile)))
+            .map(|m| self.model_id(&m.name, m.profile.latency_table()))
             .collect();
         let w = WorkerId(self.next_worker);
         self.next_worker += 1;

@@ -80,8 +80,6 @@ pub async fn connect(settings: &Settings, name: &str) -> Result<async_nats::Clie
     Ok(client)
 }
 
-/// Runs the scheduler until `shutdown` resolves. Must be called inside an
-/// actix `System` (see [`run`]).
 /// The core's knobs from the `[scheduler]` settings (microseconds and milliseconds there,
 /// nanoseconds in the core).
 pub fn core_config(s: &baton_common::settings::SchedulerSettings) -> CoreConfig {
@@ -103,6 +101,8 @@ pub fn core_config(s: &baton_common::settings::SchedulerSettings) -> CoreConfig 
     }
 }
 
+/// Runs the scheduler until `shutdown` resolves. Must be called inside an
+/// actix `System` (see [`run`]).
 pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
     // Waiting for NATS must not make the scheduler deaf to SIGTERM.
