@@ -88,7 +88,7 @@ pub struct LoadgenArgs {
     pub duration: f64,
     /// Gaps between requests with --rate: exp | const | gamma:<shape>.
     #[arg(long, default_value = "exp")]
-    pub gap: String,
+    pub gap: Gap,
     /// Camera streams (with --fps).
     #[arg(long, requires = "model")]
     pub streams: Option<usize>,
@@ -213,17 +213,6 @@ fn positive(x: f64) -> bool {
     x.is_finite() && x > 0.0
 }
 
-fn parse_gap(s: &str) -> Result<Gap> {
-    match s {
-        "exp" => Ok(Gap::Exp),
-        "const" => Ok(Gap::Const),
-        g => match g.strip_prefix("gamma:").map(str::parse::<f64>) {
-            Some(Ok(k)) if k > 0.0 => Ok(Gap::Gamma { shape: k }),
-            _ => bail!("--gap must be exp, const or gamma:<shape > 0> (got `{g}`)"),
-        },
-    }
-}
-
 pub fn loadgen(a: LoadgenArgs) -> Result<()> {
     if !positive(a.slo_ms) {
         bail!("--slo-ms must be positive (got {})", a.slo_ms);
@@ -251,7 +240,7 @@ pub fn loadgen(a: LoadgenArgs) -> Result<()> {
             a.model.as_deref().expect("clap requires --model"),
             rate,
             duration,
-            parse_gap(&a.gap)?,
+            a.gap,
             a.seed,
         )
     } else {
