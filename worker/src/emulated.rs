@@ -3,7 +3,8 @@
 //! It lets Baton run end to end — scheduler, NATS, workers, replies — on a machine without a GPU,
 //! at the speed of the real model it stands in for: a batch of `b` valid requests takes the
 //! profile's mean forward latency `mean(b) + pre + post`, slept on the execution thread, exactly
-//! where a real forward pass would block.
+//! where a real forward pass would block (or, for the many emulated workers of a fleet, awaited
+//! on a tokio timer: [`EmulatedBackend::compute`] gives the results and the time to take).
 //!
 //! Each model still declares its input (dtype and shape) and checks every request against it, so
 //! the `bad_request` path is the same as the torch backend's. Its output is a deterministic
@@ -63,6 +64,33 @@ impl EmulatedBackend {
         let us = mean + profile.pre_us() + profile.post_us();
         Ok(Duration::from_secs_f64(us / 1e6))
     }
+
+    /// A batch's results and how long it should take, without taking that time: the
+    /// [`Backend::run_batch`] of this backend sleeps it on the execution thread, a fleet's
+    /// emulated worker on a tokio timer ([`crate::executor`]).
+    pub fn compute(&self, model: &str, inputs: &[Vec<Tensor>]) -> Result<(Duration, Vec<ItemResult>), BackendError> {
+        let m = self
+            .models
+            .get(model)
+            .ok_or_else(|| BackendError::UnknownModel(model.to_string()))?;
+        let max = m.profile.max_batch();
+        if inputs.len() > max as usize {
+            return Err(BackendError::BatchTooLarge {
+                model: model.to_string(),
+                got: inputs.len(),
+                max,
+            });
+        }
+        let checked: Vec<_> = inputs.iter().map(|t| validate_request(&m.inputs, t)).collect();
+        let valid = checked.iter().filter(|r| r.is_ok()).count() as u32;
+        let latency = Self::batch_latency(&m.profile, valid)?;
+        let results = checked
+            .into_iter()
+            .zip(inputs)
+            .map(|(check, tensors)| check.map(|()| vec![checksum(tensors)]))
+            .collect();
+        Ok((latency, results))
+    }
 }
 
 impl Backend for EmulatedBackend {
@@ -86,26 +114,9 @@ impl Backend for EmulatedBackend {
     }
 
     fn run_batch(&mut self, model: &str, inputs: &[Vec<Tensor>]) -> Result<Vec<ItemResult>, BackendError> {
-        let m = self
-            .models
-            .get(model)
-            .ok_or_else(|| BackendError::UnknownModel(model.to_string()))?;
-        let max = m.profile.max_batch();
-        if inputs.len() > max as usize {
-            return Err(BackendError::BatchTooLarge {
-                model: model.to_string(),
-                got: inputs.len(),
-                max,
-            });
-        }
-        let checked: Vec<_> = inputs.iter().map(|t| validate_request(&m.inputs, t)).collect();
-        let valid = checked.iter().filter(|r| r.is_ok()).count() as u32;
-        std::thread::sleep(Self::batch_latency(&m.profile, valid)?);
-        Ok(checked
-            .into_iter()
-            .zip(inputs)
-            .map(|(check, tensors)| check.map(|()| vec![checksum(tensors)]))
-            .collect())
+        let (latency, results) = self.compute(model, inputs)?;
+        std::thread::sleep(latency);
+        Ok(results)
     }
 }
 

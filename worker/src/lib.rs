@@ -3,9 +3,10 @@
 //! [`backend::Backend`], and answers every request of the batch.
 //!
 //! - [`runtime`] — [`run`] a worker: the NATS side and its loop.
+//! - [`fleet`] — many emulated workers in one process, for scale tests.
 //! - [`inbox`] — drains the NATS subscription into a bounded queue.
 //! - [`assembly`] — pairs each plan with its per-request inputs (sans-IO).
-//! - [`executor`] — the execution thread owning the backend.
+//! - [`executor`] — where batches run: the execution thread owning the backend, or a timer.
 //! - [`answer`] — turns each batch's outcome into exactly one reply per request and a `BatchDone`.
 //! - [`backend`], [`emulated`], `torch` (feature `torch`) — the execution backends.
 //! - [`profiler`] — measures a model's `L(b)` on a backend and writes a profile.
@@ -15,6 +16,7 @@ pub mod assembly;
 pub mod backend;
 pub mod emulated;
 pub mod executor;
+pub mod fleet;
 pub mod inbox;
 pub mod profiler;
 pub mod runtime;

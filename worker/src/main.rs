@@ -1,12 +1,14 @@
 //! `baton-worker`: parses arguments and wires the worker's pieces.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use baton_common::profile::{Profile, DEFAULT_SPEC_MAX_BATCH};
 use baton_common::wire::DType;
 use baton_worker::backend::InputSpec;
+use baton_worker::fleet::{self, FleetConfig};
 use baton_worker::{EmulatedBackend, EmulatedModel, WorkerConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -37,22 +39,16 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Join a Baton deployment and serve batches until SIGTERM or Ctrl-C (then drain and exit 0).
+    #[command(mut_arg("models", |a| a.required_unless_present("model")))]
     Run {
-        /// Settings file (TOML) with Baton's [nats] section: URL, credentials, TLS (other
-        /// sections are checked and ignored, except [log]). Every key can also come from
-        /// BATON_NATS__KEY, e.g. BATON_NATS__USER and BATON_NATS__PASSWORD.
-        #[arg(long)]
-        config: Option<std::path::PathBuf>,
-        /// NATS server URL (overrides nats.url; default nats://127.0.0.1:4222).
-        #[arg(long)]
-        nats: Option<String>,
+        #[command(flatten)]
+        join: JoinArgs,
         /// This worker's id (unique in the deployment; one NATS subject token). Default: the
         /// host name, which is unique per container and per Kubernetes pod.
         #[arg(long)]
         id: Option<String>,
-        /// Models to serve with the emulated backend (comma-separated or repeated).
-        #[arg(long, value_delimiter = ',', required_unless_present = "model")]
-        models: Vec<String>,
+        #[command(flatten)]
+        emulated: EmulatedArgs,
         /// Torch backend models as `NAME=SOURCE`: an architecture (resnet18, resnet34, resnet50,
         /// mobilenet_v2, efficientnet_b0) with seeded random weights, `ARCH@WEIGHTS` for weights
         /// from a file, or a TorchScript `.pt` path. Repeatable.
@@ -66,34 +62,29 @@ enum Command {
         threads: Option<usize>,
         #[arg(long, value_enum, default_value = "emulated")]
         backend: BackendKind,
-        /// Latency profile for the emulated backend: a `.toml`/`.json` profile file or a
-        /// `sleep#slope_us,intercept_us,pre_us,post_us` spec. `MODEL=SOURCE` sets one model's
-        /// profile; a bare SOURCE is for every model without its own. Repeatable. With the torch
-        /// backend it is the profile announced to the scheduler (`baton-worker profile`'s output);
-        /// models without one get a quick profile measured at start-up.
+    },
+    /// Emulate N workers in one process, for scale tests: each its own worker id
+    /// (`<id-prefix><index>`), instance, subscriptions and heartbeats, with the emulated backend
+    /// on a timer and a shared NATS connection per `--per-connection` workers. Prints one line
+    /// when all are up; drains them all on SIGTERM or Ctrl-C.
+    #[command(mut_arg("models", |a| a.required(true)))]
+    Fleet {
+        /// How many workers.
         #[arg(long)]
-        profile: Vec<String>,
-        /// Largest batch of profiles given as `sleep#…` specs (default 256), and of torch models
-        /// without a profile file (default 8).
-        #[arg(long)]
-        max_batch: Option<u32>,
-        /// Hardware class reported to the scheduler.
-        #[arg(long, default_value = "cpu")]
-        hardware: String,
-        /// Shape of each model's one input per request, without the batch dimension
-        /// (`3,224,224`), or `none` for models that take no input tensors.
-        #[arg(long, default_value = "3,224,224")]
-        input_shape: String,
-        /// Element type of each model's input.
-        #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-        input_dtype: DType,
-        /// Heartbeat period in milliseconds.
-        #[arg(long, default_value_t = 250)]
-        heartbeat_ms: u64,
-        /// Log format (default: json if log.json is set, else text). The level comes from
-        /// RUST_LOG, else log.level (default `info`).
-        #[arg(long, value_enum)]
-        log_format: Option<LogFormat>,
+        count: usize,
+        /// Worker ids are this followed by the index from 0 (`fleet-0`, `fleet-1`…).
+        #[arg(long, default_value = "fleet-")]
+        id_prefix: String,
+        #[command(flatten)]
+        join: JoinArgs,
+        #[command(flatten)]
+        emulated: EmulatedArgs,
+        /// Workers sharing one NATS connection.
+        #[arg(long, default_value_t = 1000)]
+        per_connection: usize,
+        /// Hellos per second at start-up (the workers start one after another at this rate).
+        #[arg(long, default_value_t = 5000.0)]
+        start_rate: f64,
     },
     /// Measure a torch model's batch latency L(b), b = 1..max-batch, and write a profile file
     /// (TOML or JSON by extension) for the scheduler, planner and simulator.
@@ -129,6 +120,109 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How a worker joins a deployment (`run` and `fleet`).
+#[derive(Debug, clap::Args)]
+struct JoinArgs {
+    /// Settings file (TOML) with Baton's [nats] section: URL, credentials, TLS (other
+    /// sections are checked and ignored, except [log]). Every key can also come from
+    /// BATON_NATS__KEY, e.g. BATON_NATS__USER and BATON_NATS__PASSWORD.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// NATS server URL (overrides nats.url; default nats://127.0.0.1:4222).
+    #[arg(long)]
+    nats: Option<String>,
+    /// Hardware class reported to the scheduler.
+    #[arg(long, default_value = "cpu")]
+    hardware: String,
+    /// Heartbeat period in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    heartbeat_ms: u64,
+    /// Log format (default: json if log.json is set, else text). The level comes from
+    /// RUST_LOG, else log.level (default `info`).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+impl JoinArgs {
+    /// Loads the settings, starts logging (at `level` unless RUST_LOG or log.level says
+    /// otherwise), and gives the NATS settings with `--nats` applied and the heartbeat period.
+    fn setup(&self, quiet: bool) -> Result<(baton_common::settings::NatsSettings, Duration)> {
+        let settings = baton_common::Settings::load(self.config.as_deref())?;
+        let log_format = self.log_format.unwrap_or(if settings.log.json {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        });
+        // A fleet's workers would each log their start and drain: thousands of lines.
+        let level = if quiet && settings.log.level == "info" {
+            "warn,baton_worker::fleet=info"
+        } else {
+            settings.log.level.as_str()
+        };
+        init_logging(log_format, level);
+        let mut nats = settings.nats;
+        if let Some(url) = &self.nats {
+            nats.url = url.clone();
+        }
+        if self.heartbeat_ms == 0 {
+            bail!("--heartbeat-ms must be at least 1");
+        }
+        Ok((nats, Duration::from_millis(self.heartbeat_ms)))
+    }
+}
+
+/// The emulated backend's models (`run` and `fleet`).
+#[derive(Debug, clap::Args)]
+struct EmulatedArgs {
+    /// Models to serve with the emulated backend (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
+    /// Latency profile for the emulated backend: a `.toml`/`.json` profile file or a
+    /// `sleep#slope_us,intercept_us,pre_us,post_us` spec. `MODEL=SOURCE` sets one model's
+    /// profile; a bare SOURCE is for every model without its own. Repeatable. With the torch
+    /// backend it is the profile announced to the scheduler (`baton-worker profile`'s output);
+    /// models without one get a quick profile measured at start-up.
+    #[arg(long)]
+    profile: Vec<String>,
+    /// Largest batch of profiles given as `sleep#…` specs (default 256), and of torch models
+    /// without a profile file (default 8).
+    #[arg(long)]
+    max_batch: Option<u32>,
+    /// Shape of each model's one input per request, without the batch dimension
+    /// (`3,224,224`), or `none` for models that take no input tensors.
+    #[arg(long, default_value = "3,224,224")]
+    input_shape: String,
+    /// Element type of each model's input.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    input_dtype: DType,
+}
+
+impl EmulatedArgs {
+    /// The emulated backend these arguments describe.
+    fn backend(&self) -> Result<EmulatedBackend> {
+        validate_model_names(&self.models)?;
+        let profiles = resolve_profiles(
+            &self.models,
+            &self.profile,
+            self.max_batch.unwrap_or(DEFAULT_SPEC_MAX_BATCH),
+        )?;
+        let inputs = parse_inputs(&self.input_shape, self.input_dtype)?;
+        Ok(EmulatedBackend::new(self.models.iter().map(|name| EmulatedModel {
+            name: name.clone(),
+            profile: profiles[name].clone(),
+            inputs: inputs.clone(),
+        })))
+    }
+}
+
+fn validate_model_names(names: &[String]) -> Result<()> {
+    for m in names {
+        baton_common::subjects::validate_token(m)
+            .map_err(|e| anyhow::anyhow!("--models: `{m}` cannot be used in a NATS subject: {e}"))?;
+    }
+    Ok(())
 }
 
 /// The one torch model `profile` and `bench` load, and where.
@@ -171,33 +265,15 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
-            config,
-            nats,
+            join,
             id,
-            models,
+            emulated,
             model,
             device,
             threads,
             backend,
-            profile,
-            max_batch,
-            hardware,
-            input_shape,
-            input_dtype,
-            heartbeat_ms,
-            log_format,
         } => {
-            let settings = baton_common::Settings::load(config.as_deref())?;
-            let log_format = log_format.unwrap_or(if settings.log.json {
-                LogFormat::Json
-            } else {
-                LogFormat::Text
-            });
-            init_logging(log_format, &settings.log.level);
-            let mut nats_settings = settings.nats;
-            if let Some(url) = nats {
-                nats_settings.url = url;
-            }
+            let (nats_settings, heartbeat) = join.setup(false)?;
             let id = match id {
                 Some(id) => id,
                 None => default_worker_id()?,
@@ -208,21 +284,8 @@ fn main() -> Result<()> {
             let torch_models = torch_cli::parse_models(&model)?;
             #[cfg(not(feature = "torch"))]
             let torch_models: Vec<(String, String)> = Vec::new();
-            let names: Vec<String> = match backend {
-                BackendKind::Torch => torch_models.iter().map(|(n, _)| n.clone()).collect(),
-                BackendKind::Emulated => {
-                    if !model.is_empty() {
-                        bail!("--model NAME=SOURCE is for --backend torch; the emulated backend takes --models");
-                    }
-                    models.clone()
-                }
-            };
-            for m in &names {
-                baton_common::subjects::validate_token(m)
-                    .map_err(|e| anyhow::anyhow!("--models: `{m}` cannot be used in a NATS subject: {e}"))?;
-            }
-            if heartbeat_ms == 0 {
-                bail!("--heartbeat-ms must be at least 1");
+            if matches!(backend, BackendKind::Emulated) && !model.is_empty() {
+                bail!("--model NAME=SOURCE is for --backend torch; the emulated backend takes --models");
             }
             let backend: Box<dyn baton_worker::backend::Backend> = match backend {
                 #[cfg(not(feature = "torch"))]
@@ -232,40 +295,71 @@ fn main() -> Result<()> {
                 }
                 #[cfg(feature = "torch")]
                 BackendKind::Torch => {
+                    let names: Vec<String> = torch_models.iter().map(|(n, _)| n.clone()).collect();
+                    validate_model_names(&names)?;
                     if torch_models.is_empty() {
                         bail!(
                             "--backend torch needs at least one --model NAME=SOURCE (e.g. --model resnet18=resnet18)"
                         );
                     }
-                    let inputs = parse_inputs(&input_shape, input_dtype)?;
-                    let profiles = resolve_torch_profiles(&names, &profile)?;
+                    let inputs = parse_inputs(&emulated.input_shape, emulated.input_dtype)?;
+                    let profiles = resolve_torch_profiles(&names, &emulated.profile)?;
                     Box::new(torch_cli::backend(
                         &torch_models,
                         &device,
                         threads,
-                        max_batch.unwrap_or(8),
+                        emulated.max_batch.unwrap_or(8),
                         &inputs,
                         profiles,
                     )?)
                 }
-                BackendKind::Emulated => {
-                    let profiles = resolve_profiles(&models, &profile, max_batch.unwrap_or(DEFAULT_SPEC_MAX_BATCH))?;
-                    let inputs = parse_inputs(&input_shape, input_dtype)?;
-                    Box::new(EmulatedBackend::new(models.iter().map(|name| EmulatedModel {
-                        name: name.clone(),
-                        profile: profiles[name].clone(),
-                        inputs: inputs.clone(),
-                    })))
-                }
+                BackendKind::Emulated => Box::new(emulated.backend()?),
             };
-            let mut config = WorkerConfig::new(String::new(), id, hardware);
+            let mut config = WorkerConfig::new(String::new(), id, join.hardware);
             config.nats = nats_settings;
-            config.heartbeat = Duration::from_millis(heartbeat_ms);
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the tokio runtime")?;
-            rt.block_on(baton_worker::run(config, backend, shutdown_signal()))?;
+            config.heartbeat = heartbeat;
+            tokio_runtime()?.block_on(baton_worker::run(config, backend, shutdown_signal()))?;
+            Ok(())
+        }
+        Command::Fleet {
+            count,
+            id_prefix,
+            join,
+            emulated,
+            per_connection,
+            start_rate,
+        } => {
+            let (nats_settings, heartbeat) = join.setup(true)?;
+            if count == 0 || per_connection == 0 {
+                bail!("--count and --per-connection must be at least 1");
+            }
+            if !(start_rate.is_finite() && start_rate > 0.0) {
+                bail!("--start-rate must be a positive number of hellos per second");
+            }
+            let last = format!("{id_prefix}{}", count - 1);
+            baton_common::subjects::validate_token(&last).map_err(|e| {
+                anyhow::anyhow!("--id-prefix `{id_prefix}` makes ids that cannot be NATS subject tokens: {e}")
+            })?;
+            let backend = Arc::new(emulated.backend()?);
+            let mut config = FleetConfig::new(String::new(), count, id_prefix);
+            config.nats = nats_settings;
+            config.hardware = join.hardware;
+            config.heartbeat = heartbeat;
+            config.per_connection = per_connection;
+            config.start_rate = start_rate;
+            let first = config.worker_id(0);
+            let summary = tokio_runtime()?.block_on(fleet::run(config, backend, shutdown_signal(), |up| {
+                println!(
+                    "fleet up: {} workers ({first} … {last}) on {} NATS connection(s), all said hello in {:.2} s",
+                    up.workers,
+                    up.connections,
+                    up.took.as_secs_f64()
+                );
+            }))?;
+            println!(
+                "fleet down: {} of {} workers drained and said goodbye",
+                summary.drained, summary.started
+            );
             Ok(())
         }
         #[cfg(not(feature = "torch"))]
@@ -335,6 +429,13 @@ fn default_worker_id() -> Result<String> {
         .context("no --id given and no host name to default to: give the worker an --id")?;
     // A subject token cannot contain `.`: `gpu-node.example.com` becomes `gpu-node_example_com`.
     Ok(name.replace(['.', '*', '>'], "_"))
+}
+
+fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
 }
 
 fn init_logging(format: LogFormat, level: &str) {

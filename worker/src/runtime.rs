@@ -15,6 +15,11 @@
 //! handler would have to spawn them or block its own mailbox. A plain `async fn run` is also
 //! `Send`, so tests and other binaries run a worker on any tokio runtime.
 //!
+//! [`run`] is one worker with its own NATS connection and execution thread. [`start_on`] is the
+//! same worker on a connection it is given, with an [`Execution`] of the caller's choice: how
+//! `baton-worker fleet` runs thousands of emulated workers in one process (`crate::fleet`)
+//! with exactly the protocol code of a real one.
+//!
 //! Revokes (`baton.worker.<id>.revoke`): the scheduler declared this worker dead and answered
 //! the named batches itself. A revoked batch still assembling, waiting in the runtime's queue or
 //! in the execution thread's channel is dropped without a reply or `BatchDone`; one already
@@ -46,7 +51,7 @@ use tracing::{debug, error, info, warn};
 use crate::answer::{self, Answer};
 use crate::assembly::{Assembler, AssemblyLimits, DropReason, InputOutcome, PlanOutcome, ReadyBatch, RevokeOutcome};
 use crate::backend::Backend;
-use crate::executor::{Executed, Executor, SubmitError};
+use crate::executor::{Executed, Execution, Executor, SubmitError};
 use crate::inbox::{self, Inbound, InboxStats};
 
 /// How long, after draining, the worker waits for messages already on their way to it.
@@ -71,6 +76,9 @@ pub struct WorkerConfig {
     pub hardware: String,
     /// Heartbeat period (default 250 ms).
     pub heartbeat: Duration,
+    /// When the periodic heartbeats begin (default: one period after the hello). A fleet sets it
+    /// to spread its workers' heartbeats evenly over the period.
+    pub heartbeat_start: Option<Instant>,
     /// This process's instance id (new for every `WorkerConfig::new`).
     pub instance: uuid::Uuid,
     /// Bounds and timeouts for pairing plans with inputs.
@@ -97,6 +105,7 @@ impl WorkerConfig {
             id: id.into(),
             hardware: hardware.into(),
             heartbeat: Duration::from_millis(250),
+            heartbeat_start: None,
             instance: uuid::Uuid::new_v4(),
             assembly: AssemblyLimits::default(),
             inbox_capacity: 4096,
@@ -135,134 +144,199 @@ pub async fn run(
     backend: Box<dyn Backend>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    subjects::validate_token(config.id.as_str()).map_err(|problem| WorkerError::InvalidId {
-        id: config.id.to_string(),
-        problem,
-    })?;
-    let models = backend.models();
-    if models.is_empty() {
-        return Err(WorkerError::NoModels);
-    }
-    let hello = WorkerHello {
-        worker_id: config.id.clone(),
-        instance: config.instance,
-        hardware: config.hardware.clone(),
-        backend: backend.kind().to_string(),
-        models: models
-            .iter()
-            .map(|m| WorkerModel {
-                name: m.name.clone(),
-                profile: m.profile.clone(),
-            })
-            .collect(),
-    };
+    let execution = Execution::Thread(backend);
+    let hello = hello(&config, &execution)?;
     let stats = Arc::new(InboxStats::default());
     let mut shutdown = std::pin::pin!(shutdown);
     let client = tokio::select! {
-        client = connect(&config, stats.clone()) => client?,
+        client = connect(&config.nats, config.id.as_str(), stats.clone()) => client?,
         () = &mut shutdown => {
             info!(worker = %config.id, "shut down before NATS answered");
             return Ok(());
         }
     };
-    let subject = subjects::worker_all(&config.id);
-    let subscriber = client
-        .subscribe(subject.clone())
-        .await
-        .map_err(|source| WorkerError::Subscribe { subject, source })?;
-
-    let (inbox_tx, mut inbox_rx) = mpsc::channel(config.inbox_capacity.max(1));
-    let (stop_inbox, inbox_stop) = oneshot::channel();
-    let drain = tokio::spawn(inbox::drain(
-        subscriber,
-        inbox_tx,
-        client.clone(),
-        config.id.clone(),
-        stats.clone(),
-        inbox_stop,
-    ));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let executor = Executor::spawn(backend, config.exec_queue.max(1), done_tx).map_err(WorkerError::ExecThread)?;
-
-    info!(
-        worker = %config.id,
-        hardware = config.hardware,
-        backend = hello.backend,
-        models = ?hello.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
-        "worker started"
-    );
-    let mut worker = Worker {
-        assembler: Assembler::new(config.assembly.clone()),
-        ready: VecDeque::new(),
-        running: 0,
-        in_exec: HashMap::new(),
-        hold: false,
-        draining: false,
-        models: models.into_iter().map(|m| m.name).collect(),
-        executor,
-        client: client.clone(),
-        hello,
-        config,
-        stats,
-    };
-    worker.publish_hello().await;
-    worker.publish_heartbeat().await;
-    worker.serve(&mut inbox_rx, &mut done_rx, shutdown).await;
-
-    // Drained. Unsubscribe, and answer what was still on its way (plans: `shutting_down`).
-    let _ = stop_inbox.send(());
-    let last_calls = async {
-        while let Some(msg) = inbox_rx.recv().await {
-            worker.on_inbound(msg).await;
-        }
-    };
-    if tokio::time::timeout(LAST_CALLS, last_calls).await.is_err() {
-        warn!("the NATS subscription did not close after unsubscribing; leaving without it");
-    }
-    drain.abort();
-    let Worker {
-        executor,
-        config,
-        stats,
-        ..
-    } = worker;
-    executor.join();
-    let goodbye = Goodbye {
-        worker_id: config.id.clone(),
-    };
-    // Bounded: when NATS itself is going away (Ctrl-C reaches every process
-    // of a demo at once) a flush would wait for a server that never answers.
-    let farewell = async {
-        if let Err(e) = client.publish(subjects::WORKER_GOODBYE, encode(&goodbye).into()).await {
-            warn!(error = %e, "could not publish goodbye");
-        }
-        if let Err(e) = client.flush().await {
-            warn!(error = %e, "could not flush the NATS connection");
-        }
-    };
-    if tokio::time::timeout(FAREWELL, farewell).await.is_err() {
-        warn!("NATS did not take the goodbye within {FAREWELL:?}; leaving anyway");
-    }
-    info!(
-        worker = %config.id,
-        slow_consumer_events = stats.slow_consumer_events.load(std::sync::atomic::Ordering::Relaxed),
-        malformed = stats.malformed.load(std::sync::atomic::Ordering::Relaxed),
-        plans_overflowed = stats.plans_overflowed.load(std::sync::atomic::Ordering::Relaxed),
-        inputs_overflowed = stats.inputs_overflowed.load(std::sync::atomic::Ordering::Relaxed),
-        revoked_dropped = stats.revoked_dropped.load(std::sync::atomic::Ordering::Relaxed),
-        revoked_too_late = stats.revoked_too_late.load(std::sync::atomic::Ordering::Relaxed),
-        "worker drained and said goodbye"
-    );
+    Started::start(client, config, execution, hello, stats)
+        .await?
+        .serve(shutdown)
+        .await;
     Ok(())
 }
 
-async fn connect(config: &WorkerConfig, stats: Arc<InboxStats>) -> Result<Client, WorkerError> {
-    let mut nats = config.nats.clone();
+/// Starts a worker on a NATS connection it is given, which other workers may share (a fleet's
+/// emulated workers do): subscribes to `baton.worker.<id>.>`, starts the executor, and says
+/// hello. Then [`Started::serve`] serves plans until shutdown, exactly as [`run`] does.
+pub async fn start_on(client: Client, config: WorkerConfig, execution: Execution) -> Result<Started, WorkerError> {
+    let hello = hello(&config, &execution)?;
+    Started::start(client, config, execution, hello, Arc::new(InboxStats::default())).await
+}
+
+/// The hello a worker announces itself with; refuses an id that is not a subject token, and a
+/// backend without models.
+fn hello(config: &WorkerConfig, execution: &Execution) -> Result<WorkerHello, WorkerError> {
+    subjects::validate_token(config.id.as_str()).map_err(|problem| WorkerError::InvalidId {
+        id: config.id.to_string(),
+        problem,
+    })?;
+    let models = execution.models();
+    if models.is_empty() {
+        return Err(WorkerError::NoModels);
+    }
+    Ok(WorkerHello {
+        worker_id: config.id.clone(),
+        instance: config.instance,
+        hardware: config.hardware.clone(),
+        backend: execution.kind().to_string(),
+        models: models
+            .into_iter()
+            .map(|m| WorkerModel {
+                name: m.name,
+                profile: m.profile,
+            })
+            .collect(),
+    })
+}
+
+/// A worker that has subscribed and said hello, ready to [`serve`](Started::serve).
+#[derive(Debug)]
+pub struct Started {
+    worker: Worker,
+    inbox: mpsc::Receiver<Inbound>,
+    done: mpsc::UnboundedReceiver<Executed>,
+    stop_inbox: oneshot::Sender<()>,
+    drain: tokio::task::JoinHandle<()>,
+}
+
+impl Started {
+    async fn start(
+        client: Client,
+        config: WorkerConfig,
+        execution: Execution,
+        hello: WorkerHello,
+        stats: Arc<InboxStats>,
+    ) -> Result<Started, WorkerError> {
+        let subject = subjects::worker_all(&config.id);
+        let subscriber = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|source| WorkerError::Subscribe { subject, source })?;
+
+        let (inbox_tx, inbox) = mpsc::channel(config.inbox_capacity.max(1));
+        let (stop_inbox, inbox_stop) = oneshot::channel();
+        let drain = tokio::spawn(inbox::drain(
+            subscriber,
+            inbox_tx,
+            client.clone(),
+            config.id.clone(),
+            stats.clone(),
+            inbox_stop,
+        ));
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let executor =
+            Executor::start(execution, config.exec_queue.max(1), done_tx).map_err(WorkerError::ExecThread)?;
+
+        info!(
+            worker = %config.id,
+            hardware = config.hardware,
+            backend = hello.backend,
+            models = ?hello.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
+            "worker started"
+        );
+        let worker = Worker {
+            assembler: Assembler::new(config.assembly.clone()),
+            ready: VecDeque::new(),
+            running: 0,
+            in_exec: HashMap::new(),
+            hold: false,
+            draining: false,
+            models: hello.models.iter().map(|m| m.name.clone()).collect(),
+            executor,
+            client,
+            hello,
+            config,
+            stats,
+        };
+        worker.publish_hello().await;
+        worker.publish_heartbeat().await;
+        Ok(Started {
+            worker,
+            inbox,
+            done,
+            stop_inbox,
+            drain,
+        })
+    }
+
+    /// Serves plans until `shutdown` resolves and everything accepted has been answered, then
+    /// says goodbye (see the module docs).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let Started {
+            mut worker,
+            mut inbox,
+            mut done,
+            stop_inbox,
+            drain,
+        } = self;
+        worker.serve(&mut inbox, &mut done, shutdown).await;
+
+        // Drained. Unsubscribe, and answer what was still on its way (plans: `shutting_down`).
+        let _ = stop_inbox.send(());
+        let last_calls = async {
+            while let Some(msg) = inbox.recv().await {
+                worker.on_inbound(msg).await;
+            }
+        };
+        if tokio::time::timeout(LAST_CALLS, last_calls).await.is_err() {
+            warn!("the NATS subscription did not close after unsubscribing; leaving without it");
+        }
+        drain.abort();
+        let Worker {
+            executor,
+            client,
+            config,
+            stats,
+            ..
+        } = worker;
+        executor.join();
+        let goodbye = Goodbye {
+            worker_id: config.id.clone(),
+        };
+        // Bounded: when NATS itself is going away (Ctrl-C reaches every process
+        // of a demo at once) a flush would wait for a server that never answers.
+        let farewell = async {
+            if let Err(e) = client.publish(subjects::WORKER_GOODBYE, encode(&goodbye).into()).await {
+                warn!(error = %e, "could not publish goodbye");
+            }
+            if let Err(e) = client.flush().await {
+                warn!(error = %e, "could not flush the NATS connection");
+            }
+        };
+        if tokio::time::timeout(FAREWELL, farewell).await.is_err() {
+            warn!("NATS did not take the goodbye within {FAREWELL:?}; leaving anyway");
+        }
+        info!(
+            worker = %config.id,
+            slow_consumer_events = stats.slow_consumer_events.load(std::sync::atomic::Ordering::Relaxed),
+            malformed = stats.malformed.load(std::sync::atomic::Ordering::Relaxed),
+            plans_overflowed = stats.plans_overflowed.load(std::sync::atomic::Ordering::Relaxed),
+            inputs_overflowed = stats.inputs_overflowed.load(std::sync::atomic::Ordering::Relaxed),
+            revoked_dropped = stats.revoked_dropped.load(std::sync::atomic::Ordering::Relaxed),
+            revoked_too_late = stats.revoked_too_late.load(std::sync::atomic::Ordering::Relaxed),
+            "worker drained and said goodbye"
+        );
+    }
+}
+
+/// Connects to NATS for one worker, or for a fleet's workers sharing the connection, named
+/// `name` in logs and (unless `nats.name` is set) `baton-worker-<name>` on the server. Retries
+/// until the server answers; reconnects quickly after a drop; slow-consumer events are counted
+/// in `stats`.
+pub async fn connect(nats: &NatsSettings, name: &str, stats: Arc<InboxStats>) -> Result<Client, WorkerError> {
+    let mut nats = nats.clone();
     if nats.name == NatsSettings::default().name {
-        nats.name = format!("baton-worker-{}", config.id);
+        nats.name = format!("baton-worker-{name}");
     }
     let options = |o: ConnectOptions| {
-        let id = config.id.clone();
+        let id = name.to_string();
         let stats = stats.clone();
         o.reconnect_delay_callback(|attempts| {
             // 0, 50, 100, 200 ms … capped at 2 s.
@@ -339,9 +413,13 @@ impl Worker {
     ) {
         let shutdown = shutdown.fuse();
         tokio::pin!(shutdown);
-        let mut heartbeat = tokio::time::interval(self.config.heartbeat);
+        // One heartbeat went with the hello; the next come one period on, or from when asked.
+        let first = self
+            .config
+            .heartbeat_start
+            .unwrap_or_else(|| Instant::now() + self.config.heartbeat);
+        let mut heartbeat = tokio::time::interval_at(first.into(), self.config.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.tick().await; // the first tick is immediate; `run` already sent one
         loop {
             if self.draining && self.pending() == 0 {
                 return;

@@ -1,10 +1,13 @@
 //! The worker runtime end to end, against a real nats-server: a test plays the scheduler and the
-//! gateway with a plain async-nats client, runs a worker in-process with the emulated backend,
-//! and watches every message on the server through one ordered tap (a subscription on `>`).
+//! gateway with a plain async-nats client, runs a worker in-process with the emulated backend
+//! (on its execution thread as `run` does, or for some tests also on a timer and a connection it
+//! is given, as a fleet's workers do), and watches every message on the server through one
+//! ordered tap (a subscription on `>`).
 //! Because every test ends with the worker's `Goodbye` — its last message — the tap has then
 //! seen everything the worker sent, so "exactly one reply per request" is checked without sleeps.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, Message, Subscriber};
@@ -17,6 +20,8 @@ use baton_common::subjects;
 use baton_common::testing::NatsServer;
 use baton_common::wire::{decode, encode, DType, InferReply, RejectReason, Status, Tensor};
 use baton_worker::backend::InputSpec;
+use baton_worker::executor::Execution;
+use baton_worker::runtime::start_on;
 use baton_worker::{checksum, run, EmulatedBackend, EmulatedModel, WorkerConfig, WorkerError};
 use futures::StreamExt;
 use tokio::sync::oneshot;
@@ -109,8 +114,21 @@ fn profile(sleep_spec: &str) -> Profile {
     Profile::from_spec(sleep_spec, 8).unwrap()
 }
 
+/// How the worker under test runs.
+#[derive(Debug, Clone, Copy)]
+enum Exec {
+    /// As `baton-worker run`: its own connection, batches on an execution thread.
+    Thread,
+    /// As one worker of `baton-worker fleet`: on a connection it is given, batches on a timer.
+    Timer,
+}
+
 /// Starts nats-server, the tap, and a worker `w1` serving model `m` (input f32 [4]).
 async fn start(sleep_spec: &str, tune: impl FnOnce(&mut WorkerConfig)) -> Harness {
+    start_as(Exec::Thread, sleep_spec, tune).await
+}
+
+async fn start_as(exec: Exec, sleep_spec: &str, tune: impl FnOnce(&mut WorkerConfig)) -> Harness {
     let server = NatsServer::start().unwrap_or_else(|e| panic!("cannot start nats-server for the test: {e}"));
     let client = async_nats::connect(server.url()).await.unwrap();
     let sub = client.subscribe(">").await.unwrap();
@@ -129,9 +147,22 @@ async fn start(sleep_spec: &str, tune: impl FnOnce(&mut WorkerConfig)) -> Harnes
         inputs: spec(&[4]),
     }]);
     let (stop, stopped) = oneshot::channel::<()>();
-    let worker = tokio::spawn(run(config, Box::new(backend), async move {
+    let stopped = async move {
         let _ = stopped.await;
-    }));
+    };
+    let worker = match exec {
+        Exec::Thread => tokio::spawn(run(config, Box::new(backend), stopped)),
+        Exec::Timer => {
+            let conn = async_nats::connect(server.url()).await.unwrap();
+            let started = start_on(conn, config, Execution::Timer(Arc::new(backend)))
+                .await
+                .unwrap();
+            tokio::spawn(async move {
+                started.serve(stopped).await;
+                Ok(())
+            })
+        }
+    };
     Harness {
         _server: server,
         id,
@@ -286,8 +317,17 @@ async fn says_hello_on_start_and_on_rehello_and_heartbeats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_a_batch_with_inputs_before_and_after_its_plan() {
+    runs_a_batch(Exec::Thread).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_worker_runs_a_batch_on_its_timer() {
+    runs_a_batch(Exec::Timer).await;
+}
+
+async fn runs_a_batch(exec: Exec) {
     // mean(b) = 1000·b + 2000 µs → 6 ms for the batch of 4.
-    let mut h = start("sleep#1000,2000,0,0", |_| {}).await;
+    let mut h = start_as(exec, "sleep#1000,2000,0,0", |_| {}).await;
     h.wait_hello().await;
     let p = plan(4, 1_000_000);
     let inputs: Vec<Tensor> = (0..4).map(|i| tensor(i, 4)).collect();
@@ -497,8 +537,17 @@ async fn a_batch_revoked_before_its_inputs_come_is_never_run_nor_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_batch_waiting_for_the_device_is_dropped_and_the_running_one_finishes() {
+    revoked_while_waiting_for_the_device(Exec::Thread).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_worker_drops_a_revoked_batch_waiting_for_its_timer() {
+    revoked_while_waiting_for_the_device(Exec::Timer).await;
+}
+
+async fn revoked_while_waiting_for_the_device(exec: Exec) {
     // Every batch takes 300 ms.
-    let mut h = start("sleep#0,300000,0,0", |_| {}).await;
+    let mut h = start_as(exec, "sleep#0,300000,0,0", |_| {}).await;
     h.wait_hello().await;
     let running = plan(1, 1_000_000);
     let queued = plan(1, 1_000_000);
