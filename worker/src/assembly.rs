@@ -17,6 +17,9 @@
 //! Like the scheduling core, this is a sans-IO state machine: time comes in as an argument
 //! (`now`), [`Assembler::poll_timeout`] says when it next needs [`Assembler::handle_timeout`], and
 //! it is tested without a runtime.
+//!
+//! Longer than ~600 lines on purpose: about 400 lines of code and the tests that pin it, kept
+//! beside the code they check (STYLE.md).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};

@@ -157,12 +157,7 @@ mod tests {
     }
 
     fn deltas() -> Deltas {
-        Deltas {
-            ctrl: 100 * US,
-            data: 50 * US,
-            resp: 2 * MS,
-            epsilon: 100 * US,
-        }
+        Deltas::PAPER
     }
 
     fn queue(deadlines: &[Time]) -> Queue {

@@ -32,6 +32,15 @@ pub struct Deltas {
 }
 
 impl Deltas {
+    /// The constants of Symphony's evaluation (RDMA): δ_ctrl 100 µs, δ_data 50 µs, δ_resp 2 ms,
+    /// ε 100 µs.
+    pub const PAPER: Deltas = Deltas {
+        ctrl: 100 * crate::US,
+        data: 50 * crate::US,
+        resp: 2 * crate::MS,
+        epsilon: 100 * crate::US,
+    };
+
     /// Time from sending a plan of `b` requests to the batch being able to start.
     #[inline]
     pub fn lead(&self, b: u32) -> Time {
@@ -95,12 +104,7 @@ mod tests {
     }
 
     fn deltas() -> Deltas {
-        Deltas {
-            ctrl: 100 * US,
-            data: 50 * US,
-            resp: 2 * MS,
-            epsilon: 100 * US,
-        }
+        Deltas::PAPER
     }
 
     #[test]

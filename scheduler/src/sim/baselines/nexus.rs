@@ -36,6 +36,9 @@
 //! aim for `b = min(batch, queued)`, pop heads, drop those with `d < now +
 //! lead(b) + L(b)` (`deadline_unattainable`), shrinking `b` when too few
 //! remain. A model the plan gives no GPU rejects its requests (`overloaded`).
+//!
+//! Longer than ~600 lines on purpose: about 510 lines of code and the tests that pin it, kept
+//! beside the code they check (STYLE.md).
 
 use std::collections::VecDeque;
 
