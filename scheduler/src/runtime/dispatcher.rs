@@ -464,6 +464,7 @@ impl Handler<GetStatus> for Dispatcher {
             held_requests: 0,
             measured_delta_ctrl_us: self.deltas.fit().map(|f| f.0),
             measured_delta_data_us: self.deltas.fit().map(|f| f.1),
+            intake: Default::default(),
         })
     }
 }

@@ -1,9 +1,9 @@
 //! `baton scheduler`: the production shell around the scheduling core.
 //!
 //! ```text
-//!  clients ── baton.infer.<model> ──▶ ingest ──▶ Gateway ──Arrive──▶ Dispatcher (core)
-//!                                      (decode,   (holds     ◀─Ship/Reject─┘   ▲
-//!                                       validate)  tensors)                    │ Done
+//!  clients ── baton.infer.<model> ──▶ intake ──▶ Gateway ──Arrive──▶ Dispatcher (core)
+//!                                     (shed, then  (holds    ◀─Ship/Reject─┘   ▲
+//!                                      decode)     tensors)                    │ Done
 //!  workers ◀── plan + inputs ─────────────────────┘                            │
 //!  workers ── hello / heartbeat / goodbye ──▶ Registry ──WorkerUp/Down─────────┤
 //!  workers ── batch_done ───────────────────────────────────────────────────────┘
@@ -11,15 +11,18 @@
 //!
 //! Actors run in one actix `System` on a multi-thread tokio runtime; the
 //! dispatcher has an arbiter (thread) of its own so that decoding requests
-//! never delays a timer. Every NATS subscription is drained at once into
-//! our own bounded queue: when that queue is full a request is answered
-//! `overloaded` there and then, and a slow-consumer event from the NATS
-//! client is logged and counted — nothing is dropped silently.
+//! never delays a timer. Requests are taken in by `intake.rs`, which sheds
+//! overload before decoding anything (the controller is in `admission.rs`)
+//! and answers a shed request `overloaded` there and then; a slow-consumer
+//! event from the NATS client is logged and counted — nothing is dropped
+//! silently.
 
+pub mod admission;
 pub mod cli;
 pub mod clock;
 pub mod dispatcher;
 pub mod gateway;
+pub mod intake;
 pub mod messages;
 pub mod outbox;
 pub mod registry;
@@ -28,53 +31,56 @@ pub mod telemetry;
 pub mod timer;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Result;
 use baton_common::control::{BatchDone, Goodbye, Heartbeat, WorkerHello};
-use baton_common::ids::ClientRequestId;
 use baton_common::settings::Settings;
 use baton_common::subjects;
-use baton_common::wire::{self, InferRequest, RejectReason};
+use baton_common::wire;
 use futures::StreamExt;
-use tokio::sync::mpsc;
 
-use crate::core::{CoreConfig, Time};
+use crate::core::CoreConfig;
+use admission::AdmissionConfig;
 use clock::Clock;
 use dispatcher::{Dispatcher, Done, GetStatus, InflightByWorker};
-use gateway::{rejection, Gateway, HeldCount, Incoming};
+use gateway::{Gateway, HeldCount};
+use intake::{Intake, IntakeStats};
 use outbox::publisher;
 use registry::{Beat, Bye, Hello, ListWorkers, Registry};
-
-/// Requests decoded but not yet taken by the gateway, at most: about a
-/// tenth of a second at the highest rate this machine sustains (30k req/s),
-/// so a full queue means overload and is answered `overloaded` at once.
-const INGEST_QUEUE: usize = 4_096;
 
 /// Connects to NATS with the `[nats]` settings (credentials, TLS) under connection name
 /// `name`, waiting while the server comes up (and saying so in the log), and reconnecting
 /// forever after. A rejected credential ends it at once with an error naming the settings.
-pub async fn connect(settings: &Settings, name: &str) -> Result<async_nats::Client> {
+/// Slow-consumer events (messages the client dropped) are logged and counted in `slow_consumer`.
+pub async fn connect(settings: &Settings, name: &str, slow_consumer: Arc<IntakeStats>) -> Result<async_nats::Client> {
     let nats = baton_common::settings::NatsSettings {
         name: name.to_string(),
         ..settings.nats.clone()
     };
     let client = baton_common::nats::connect(&nats, baton_common::nats::Retry::Forever, |o| {
-        o.event_callback(|event| async move {
-            match event {
-                async_nats::Event::SlowConsumer(sid) => {
-                    metrics::counter!(telemetry::SLOW_CONSUMER, "where" => "nats").increment(1);
-                    tracing::warn!(
-                        sid,
-                        "NATS slow consumer: the client dropped messages for a subscription"
-                    );
+        let stats = slow_consumer.clone();
+        o.subscription_capacity(intake::SUBSCRIPTION_CAPACITY)
+            .event_callback(move |event| {
+                let stats = stats.clone();
+                async move {
+                    match event {
+                        async_nats::Event::SlowConsumer(sid) => {
+                            stats.slow_consumer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            metrics::counter!(telemetry::SLOW_CONSUMER, "where" => "nats").increment(1);
+                            tracing::warn!(
+                                sid,
+                                "NATS slow consumer: the client dropped messages for a subscription"
+                            );
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+                        async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                        other => tracing::warn!("NATS: {other}"),
+                    }
                 }
-                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                other => tracing::warn!("NATS: {other}"),
-            }
-        })
+            })
     })
     .await?;
     Ok(client)
@@ -105,9 +111,10 @@ pub fn core_config(s: &baton_common::settings::SchedulerSettings) -> CoreConfig 
 /// actix `System` (see [`run`]).
 pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
+    let intake_stats = Arc::new(IntakeStats::default());
     // Waiting for NATS must not make the scheduler deaf to SIGTERM.
     let nats = tokio::select! {
-        nats = connect(&settings, &settings.nats.name) => nats?,
+        nats = connect(&settings, &settings.nats.name, intake_stats.clone()) => nats?,
         () = &mut shutdown => {
             tracing::info!("shut down before NATS answered");
             return Ok(());
@@ -175,13 +182,14 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
             }
         }
     });
-    // Data plane: drain the subscription into our bounded queue at once.
-    let mut infer = nats
+    // Data plane: the intake drains the subscription (see intake.rs).
+    let infer = nats
         .queue_subscribe(subjects::INFER_WILDCARD, subjects::GATEWAY_QUEUE_GROUP.to_string())
         .await?;
     // Status last: a scheduler that answers it is serving.
     let mut status = nats.subscribe(subjects::OPS_STATUS).await?;
     let (disp, reg, gw, st_nats) = (dispatcher.clone(), registry.clone(), gateway.clone(), nats.clone());
+    let st_intake = intake_stats.clone();
     tokio::spawn(async move {
         while let Some(m) = status.next().await {
             let Some(reply) = m.reply else { continue };
@@ -193,6 +201,7 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
                     w.inflight_batches = inflight.get(&w.id).copied().unwrap_or(0);
                 }
                 s.held_requests = gw.send(HeldCount).await.ok()?;
+                s.intake = st_intake.snapshot();
                 Some(s)
             }
             .await;
@@ -201,46 +210,16 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         }
     });
 
-    let (tx, mut rx) = mpsc::channel::<Incoming>(INGEST_QUEUE);
-    let limits = settings.gateway.clone();
-    let ingest_out = out.clone();
-    let intake = tokio::spawn(async move {
-        while let Some(m) = infer.next().await {
-            let received = clock.now();
-            let Some(reply_to) = m.reply.map(|r| r.to_string()) else {
-                metrics::counter!(telemetry::REJECTED, "model" => "unknown", "reason" => "no_reply_subject")
-                    .increment(1);
-                continue;
-            };
-            match admit(&m.subject, &m.payload, &limits, received) {
-                Ok(mut inc) => {
-                    inc.reply_to = reply_to;
-                    if let Err(mpsc::error::TrySendError::Full(inc)) = tx.try_send(inc) {
-                        metrics::counter!(telemetry::SLOW_CONSUMER, "where" => "ingest").increment(1);
-                        let _ = ingest_out.send(rejection(
-                            &inc.reply_to,
-                            inc.client_id,
-                            RejectReason::Overloaded,
-                            "the gateway's intake queue is full; retry later".into(),
-                        ));
-                    }
-                }
-                Err((id, reason, msg)) => {
-                    metrics::counter!(telemetry::REJECTED, "model" => "unknown", "reason" => reason.as_str())
-                        .increment(1);
-                    let _ = ingest_out.send(rejection(&reply_to, id, reason, msg));
-                }
-            }
-        }
-    });
-    let gw = gateway.clone();
-    tokio::spawn(async move {
-        while let Some(inc) = rx.recv().await {
-            if gw.send(inc).await.is_err() {
-                break;
-            }
-        }
-    });
+    let intake = Intake {
+        nats: nats.clone(),
+        clock,
+        limits: settings.gateway.clone(),
+        admission: AdmissionConfig::default(),
+        gateway: gateway.clone().recipient(),
+        out: out.clone(),
+        stats: intake_stats,
+    }
+    .spawn(infer);
     tracing::info!(nats = %settings.nats.url, "baton scheduler serving");
 
     shutdown.await;
@@ -256,52 +235,6 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     // Bounded: NATS may be going away too (Ctrl-C reaches every process at once).
     let _ = tokio::time::timeout(Duration::from_secs(2), nats.flush()).await;
     Ok(())
-}
-
-/// Checks one request: subject, size, decoding, tensors, SLO. On failure,
-/// the client's id (if readable), the reason and a message saying what to fix.
-pub fn admit(
-    subject: &str,
-    payload: &[u8],
-    limits: &baton_common::settings::GatewaySettings,
-    received: Time,
-) -> std::result::Result<Incoming, (Option<ClientRequestId>, RejectReason, String)> {
-    let Some(model) = subjects::model_from_infer_subject(subject) else {
-        return Err((
-            None,
-            RejectReason::BadRequest,
-            format!("subject `{subject}` is not baton.infer.<model> with a single-token model name"),
-        ));
-    };
-    if payload.len() as u64 > limits.max_payload_bytes {
-        return Err((
-            None,
-            RejectReason::PayloadTooLarge,
-            format!(
-                "request body is {} bytes; the limit (gateway.max_payload_bytes) is {}",
-                payload.len(),
-                limits.max_payload_bytes
-            ),
-        ));
-    }
-    let req: InferRequest = wire::decode(payload).map_err(|e| (None, RejectReason::BadRequest, e.to_string()))?;
-    if let Err(e) = req.validate() {
-        return Err((
-            req.id.map(ClientRequestId::from),
-            RejectReason::BadRequest,
-            e.to_string(),
-        ));
-    }
-    let slo_ms = req.slo_ms.unwrap_or(limits.default_slo_ms);
-    Ok(Incoming {
-        model: model.to_string(),
-        reply_to: String::new(),
-        client_id: req.id.map(ClientRequestId::from),
-        bytes: payload.len(),
-        inputs: req.inputs,
-        slo: (slo_ms * 1e6) as Time,
-        received,
-    })
 }
 
 /// Waits for SIGINT or SIGTERM.

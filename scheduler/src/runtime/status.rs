@@ -4,6 +4,8 @@
 use baton_common::ids::WorkerName;
 use serde::{Deserialize, Serialize};
 
+use super::intake::IntakeStatus;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {
     pub uptime_s: f64,
@@ -18,6 +20,9 @@ pub struct Status {
     /// started at once (see `dispatcher.rs`); compare with the settings.
     pub measured_delta_ctrl_us: Option<f64>,
     pub measured_delta_data_us: Option<f64>,
+    /// What the intake admitted and shed (see `intake.rs`).
+    #[serde(default)]
+    pub intake: IntakeStatus,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +57,11 @@ impl Status {
                 "measured plan-to-start: δ_ctrl ≈ {c:.0} µs, δ_data ≈ {d:.1} µs per request\n"
             ));
         }
+        let i = &self.intake;
+        s.push_str(&format!(
+            "intake: {} admitted, {} shed `overloaded`; queue bound {} (throughput {} req/s); {} NATS slow-consumer events\n",
+            i.admitted, i.shed, i.queue_limit, i.throughput_rps, i.slow_consumer_events
+        ));
         s.push_str(&format!("workers ({}):\n", self.workers.len()));
         for w in &self.workers {
             s.push_str(&format!(

@@ -34,8 +34,14 @@ pub const WORKER_BATCHES: &str = "baton_worker_inflight_batches";
 pub const WORKER_EXEC: &str = "baton_worker_exec_seconds";
 /// Bytes of request payload the gateway holds.
 pub const HELD_BYTES: &str = "baton_gateway_held_bytes";
-/// NATS slow-consumer events and ingest-queue overflows.
+/// NATS slow-consumer events (messages the NATS client dropped).
 pub const SLOW_CONSUMER: &str = "baton_slow_consumer_total";
+/// Requests the intake admitted or shed before decoding (label `verdict`).
+pub const INTAKE: &str = "baton_intake_total";
+/// The intake queue's bound set by the admission controller (requests).
+pub const INTAKE_LIMIT: &str = "baton_intake_queue_limit";
+/// The decode stage's measured throughput under load (req/s), as the admission controller sees it.
+pub const INTAKE_THROUGHPUT: &str = "baton_intake_throughput_rps";
 /// Workers declared dead (missed heartbeats).
 pub const WORKERS_LOST: &str = "baton_workers_lost_total";
 
