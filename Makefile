@@ -90,3 +90,9 @@ test-torch: torch-setup
 .PHONY: bench-torch
 bench-torch: setup
 	deploy/bench-torch.sh
+
+## End to end over NATS (docs/benchmarks.md, "Overload without collapse"): the knee, the raw NATS
+## ceiling (`baton echo`) and goodput at 3x and 10x the knee; the last line is one JSON object.
+.PHONY: bench-e2e
+bench-e2e: setup
+	deploy/bench-e2e.sh
