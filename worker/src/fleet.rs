@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::Client;
 use baton_common::settings::NatsSettings;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::emulated::EmulatedBackend;
 use crate::executor::Execution;
@@ -145,8 +145,31 @@ pub async fn run(
             drained += 1;
         }
     }
+    // Each worker flushed its goodbye, but a flush may resolve while the connection's write
+    // buffer still holds it, and dropping the last handle of a connection drops that buffer: so
+    // before letting go of the connections, wait until the server has read everything on them.
+    for client in &clients {
+        if tokio::time::timeout(FAREWELL, round_trip(client)).await.is_err() {
+            warn!("NATS did not echo the fleet's last message within {FAREWELL:?}; some goodbyes may be lost");
+        }
+    }
     info!(drained, "every worker drained and said goodbye");
     Ok(FleetSummary { started, drained })
+}
+
+/// How long the goodbyes may take to reach the server on the way out.
+const FAREWELL: Duration = Duration::from_secs(2);
+
+/// Sends `client` a message of its own and waits for it: the server handles a connection's
+/// messages in order, so once it comes back everything sent before it has reached the server.
+async fn round_trip(client: &Client) {
+    let inbox = client.new_inbox();
+    let Ok(mut echo) = client.subscribe(inbox.clone()).await else {
+        return;
+    };
+    if client.publish(inbox, "".into()).await.is_ok() {
+        echo.next().await;
+    }
 }
 
 /// Connects and starts the workers one by one at the configured rate; returns how many.

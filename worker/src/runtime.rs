@@ -355,6 +355,7 @@ pub async fn connect(nats: &NatsSettings, name: &str, stats: Arc<InboxStats>) ->
                 match event {
                     Event::Connected => info!(worker = %id, "connected to NATS"),
                     Event::Disconnected => warn!(worker = %id, "disconnected from NATS; reconnecting"),
+                    Event::Closed => info!(worker = %id, "NATS connection closed"),
                     Event::SlowConsumer(sid) => {
                         let n = InboxStats::bump(&stats.slow_consumer_events);
                         error!(
