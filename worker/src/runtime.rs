@@ -31,6 +31,10 @@
 //! `draining`, plans that still arrive are answered `shutting_down`, batches already received
 //! are finished (or expire), then `Goodbye` is published, the connection flushed, and
 //! [`run`] returns.
+//!
+//! Longer than ~600 lines on purpose: the loop (`Worker`, about 270 lines) is one state machine
+//! with one owner, and the start-up code beside it (config, hello, connection, `start_on` for
+//! the fleet) is what builds it; split, either half would only make sense read with the other.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
