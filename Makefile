@@ -91,6 +91,12 @@ test-torch: torch-setup
 bench-torch: setup
 	deploy/bench-torch.sh
 
+## The scheduler with 1,000 and 10,000 emulated workers: registration, idle heartbeat CPU, time to
+## declare one dead, re-registration after a scheduler restart (docs/benchmarks.md).
+.PHONY: bench-fleet
+bench-fleet: setup
+	deploy/bench-fleet.sh
+
 ## End to end over NATS (docs/benchmarks.md, "Overload without collapse"): the knee, the raw NATS
 ## ceiling (`baton echo`) and goodput at 3x and 10x the knee; the last line is one JSON object.
 .PHONY: bench-e2e
