@@ -162,3 +162,14 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     );
     p
 }
+
+/// `baton scheduler` (the binary at `baton`) on the NATS server at `nats_url`, as the tests run
+/// it: metrics on a free port, warnings only, stdout discarded. Add to it, then `spawn()`.
+pub fn scheduler_command(baton: impl AsRef<std::path::Path>, nats_url: &str) -> Command {
+    let mut c = Command::new(baton.as_ref());
+    c.args(["scheduler", "--nats", nats_url])
+        .env("BATON_METRICS__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    c
+}

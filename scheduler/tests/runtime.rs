@@ -42,12 +42,7 @@ impl Cluster {
         let serial = SERIAL.lock().await;
         let nats = NatsServer::start().expect("nats-server (run deploy/setup/nats-server.sh)");
         let scheduler = Some(
-            Command::new(bin("baton"))
-                .args(["scheduler", "--nats", &nats.url()])
-                .env("BATON_METRICS__LISTEN", "127.0.0.1:0")
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
+            baton_common::testing::scheduler_command(bin("baton"), &nats.url())
                 .spawn()
                 .expect("start baton scheduler"),
         );

@@ -105,12 +105,7 @@ async fn a_fleet_of_200_registers_serves_and_drains() {
     tap_conn.publish("test.sync", "".into()).await.unwrap();
     read_until(&mut tap, "test.sync").await;
 
-    let scheduler = Command::new(workspace_binary("baton"))
-        .args(["scheduler", "--nats", &nats.url()])
-        .env("BATON_METRICS__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+    let scheduler = baton_common::testing::scheduler_command(workspace_binary("baton"), &nats.url())
         .spawn()
         .expect("start baton scheduler");
     let mut fleet = Command::new(env!("CARGO_BIN_EXE_baton-worker"))

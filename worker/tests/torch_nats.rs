@@ -77,11 +77,7 @@ async fn results_through_baton_equal_a_direct_forward_alone_and_in_mixed_batches
     let url = nats.url();
     let mut procs = Procs(vec![]);
     procs.0.push(
-        Command::new(baton_common::testing::workspace_binary("baton"))
-            .args(["scheduler", "--nats", &url])
-            .env("BATON_METRICS__LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+        baton_common::testing::scheduler_command(baton_common::testing::workspace_binary("baton"), &url)
             .spawn()
             .expect("start baton scheduler"),
     );
