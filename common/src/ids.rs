@@ -72,6 +72,13 @@ string_id!(
 );
 
 string_id!(
+    /// A gateway's name (`baton gateway --id`, by default `<host>-<pid>`), unique in a
+    /// deployment and one NATS subject token (`baton.gateway.<name>.orders`).
+    /// `GatewayBeat::instance` tells a restarted gateway from the one before.
+    GatewayName
+);
+
+string_id!(
     /// A request's id as its client knows it: the id the client chose, or one the gateway
     /// assigned, echoed in the reply (`InferReply::id`).
     ClientRequestId

@@ -10,13 +10,18 @@
 //! | subject | who publishes | who subscribes |
 //! |---|---|---|
 //! | `baton.infer.<model>` | clients (request/reply) | gateways, queue group `baton-gateway` |
+//! | `baton.sched.arrivals` | gateways (request metadata, batched) | dispatcher |
+//! | `baton.gateway.heartbeat` | gateways | dispatcher |
+//! | `baton.gateway.<gw>.orders` | dispatcher (ship / reject orders) | that gateway |
+//! | `baton.gateway.<gw>.results` | workers (answers for that gateway's requests) | that gateway |
 //! | `baton.worker.hello` / `.heartbeat` / `.goodbye` | workers | registry |
 //! | `baton.worker.<id>.plan` | dispatcher | that worker |
-//! | `baton.worker.<id>.input` | gateway holding the payload | that worker |
+//! | `baton.worker.<id>.input` | gateways holding the payloads | that worker |
 //! | `baton.worker.<id>.rehello` | registry | that worker |
-//! | `baton.worker.<id>.revoke` | gateway (for the dispatcher) | that worker |
+//! | `baton.worker.<id>.revoke` | dispatcher | that worker |
 //! | `baton.sched.batch_done` | workers | dispatcher |
 //! | `baton.ops.status` | operators (request/reply) | scheduler |
+//! | `baton.ops.gateway_status` | operators (request/reply; every gateway answers) | gateways |
 
 /// Prefix of the per-model inference subjects.
 pub const INFER_PREFIX: &str = "baton.infer";
@@ -38,6 +43,16 @@ pub const WORKER_GOODBYE: &str = "baton.worker.goodbye";
 
 /// Workers report a finished batch (actual start and finish) to the dispatcher.
 pub const BATCH_DONE: &str = "baton.sched.batch_done";
+
+/// Gateways send request metadata, batched, to the dispatcher.
+pub const ARRIVALS: &str = "baton.sched.arrivals";
+
+/// A gateway's periodic liveness and load report.
+pub const GATEWAY_HEARTBEAT: &str = "baton.gateway.heartbeat";
+
+/// Every gateway answers a request here with its JSON status (held requests and bytes,
+/// duplicates dropped); `baton status` collects the answers.
+pub const OPS_GATEWAY_STATUS: &str = "baton.ops.gateway_status";
 
 /// Request/reply endpoint for a JSON status snapshot.
 pub const OPS_STATUS: &str = "baton.ops.status";
@@ -78,6 +93,21 @@ pub fn worker_all(worker_id: impl std::fmt::Display) -> String {
     format!("baton.worker.{worker_id}.>")
 }
 
+/// Where the dispatcher sends one gateway its ship and reject orders: `baton.gateway.<gw>.orders`.
+pub fn gateway_orders(gateway: impl std::fmt::Display) -> String {
+    format!("baton.gateway.{gateway}.orders")
+}
+
+/// Where workers send one gateway the answers for its requests: `baton.gateway.<gw>.results`.
+pub fn gateway_results(gateway: impl std::fmt::Display) -> String {
+    format!("baton.gateway.{gateway}.results")
+}
+
+/// Everything addressed to one gateway: `baton.gateway.<gw>.>`.
+pub fn gateway_all(gateway: impl std::fmt::Display) -> String {
+    format!("baton.gateway.{gateway}.>")
+}
+
 /// The model named by an inference subject, or `None` if the subject is not
 /// `baton.infer.<model>` with `<model>` a single valid token.
 pub fn model_from_infer_subject(subject: &str) -> Option<&str> {
@@ -115,6 +145,9 @@ mod tests {
         assert_eq!(worker_inputs("w1"), "baton.worker.w1.input");
         assert_eq!(worker_revoke("w1"), "baton.worker.w1.revoke");
         assert_eq!(worker_all("w1"), "baton.worker.w1.>");
+        assert_eq!(gateway_orders("g1"), "baton.gateway.g1.orders");
+        assert_eq!(gateway_results("g1"), "baton.gateway.g1.results");
+        assert_eq!(gateway_all("g1"), "baton.gateway.g1.>");
         let id = uuid::Uuid::nil();
         assert_eq!(
             worker_plans(id),

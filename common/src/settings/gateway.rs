@@ -14,6 +14,22 @@ settings_section! {
         pub held_bytes_budget: u64 = 1 << 30,
         /// Latency budget (SLO) for requests that do not set `slo_ms`, in ms.
         pub default_slo_ms: f64 = 100.0,
+        /// Bytes the held budget charges each request on top of its body: the bookkeeping a
+        /// held request costs whatever its size, so that tiny requests cannot hold memory
+        /// unboundedly.
+        pub per_request_overhead_bytes: u64 = 512,
+        /// The gateway sends the dispatcher the metadata of this many arrivals in one message
+        /// at most.
+        pub arrival_batch: u64 = 256,
+        /// …and sends what it has at the latest this long after the first of them arrived,
+        /// in µs (the most the batching adds to a request's latency).
+        pub arrival_flush_us: u64 = 100,
+        /// Every this many ms the gateway tells the dispatcher it is alive (with its load).
+        pub heartbeat_ms: u64 = 250,
+        /// A held request still unanswered this long after its deadline is answered by the
+        /// gateway itself (`worker_lost`) and forgotten, in ms: the last resort if a plan, the
+        /// inputs, the results or the dispatcher were lost.
+        pub orphan_after_ms: u64 = 2000,
     }
 }
 
@@ -25,6 +41,12 @@ impl GatewaySettings {
                 "gateway.default_slo_ms",
                 format!("{} must be a positive number of milliseconds", self.default_slo_ms),
             );
+        }
+        if self.arrival_batch == 0 {
+            return rule("gateway.arrival_batch", "must be at least 1".into());
+        }
+        if self.heartbeat_ms == 0 {
+            return rule("gateway.heartbeat_ms", "must be greater than 0".into());
         }
         if self.max_payload_bytes == 0 {
             return rule("gateway.max_payload_bytes", "must be greater than 0".into());

@@ -372,7 +372,8 @@ mod tests {
         assert!(
             msg.ends_with(
                 "known keys in [scheduler]: delta_ctrl_us, delta_data_us, delta_resp_us, \
-                 epsilon_us, drop_policy, condition, gpu_choice, rate_bucket_ms, rate_window_ms, worker_dead_after_ms, profile_ewma"
+                 epsilon_us, drop_policy, condition, gpu_choice, rate_bucket_ms, rate_window_ms, worker_dead_after_ms, \
+                 gateway_dead_after_ms, embedded_gateway, profile_ewma"
             ),
             "{msg}"
         );

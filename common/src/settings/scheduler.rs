@@ -43,6 +43,12 @@ settings_section! {
         /// A worker whose heartbeats stop for this long is declared dead, in ms. The default is
         /// three 250 ms heartbeats.
         pub worker_dead_after_ms: u64 = 750,
+        /// A gateway whose heartbeats stop for this long is declared dead and the requests it
+        /// held are forgotten, in ms (three of its default 250 ms heartbeats).
+        pub gateway_dead_after_ms: u64 = 750,
+        /// Run a gateway inside `baton scheduler` (the one-laptop set-up). Turn off when
+        /// gateways run as processes of their own (`baton gateway`).
+        pub embedded_gateway: bool = true,
         /// Weight of each finished batch when correcting a model's latency profile from what
         /// batches really take (an EWMA of actual / profiled), from 0 (no correction) to 1.
         pub profile_ewma: f64 = 0.05,
