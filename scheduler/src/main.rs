@@ -31,8 +31,11 @@ enum Command {
     Config,
     /// Simulate policies on a workload in virtual time with emulated GPUs.
     Sim(SimArgs),
-    /// Run the scheduler: gateway, dispatcher and registry over NATS.
+    /// Run the scheduler: dispatcher and registry over NATS, and a gateway unless
+    /// scheduler.embedded_gateway is off.
     Scheduler(baton_scheduler::runtime::cli::SchedulerArgs),
+    /// Run a gateway: takes clients' requests, holds their inputs, answers them (any number).
+    Gateway(baton_scheduler::runtime::cli::GatewayArgs),
     /// Show a running scheduler's workers, queues and drops.
     Status(baton_scheduler::runtime::cli::StatusArgs),
     /// A trivial NATS responder for a model (the raw request/reply baseline).
@@ -147,6 +150,7 @@ fn main() -> Result<()> {
         Command::Sim(a) => sim_cmd(a),
         Command::Plan(a) => baton_scheduler::planner::cli::run(a),
         Command::Scheduler(a) => baton_scheduler::runtime::cli::scheduler(a),
+        Command::Gateway(a) => baton_scheduler::runtime::cli::gateway(a),
         Command::Status(a) => baton_scheduler::runtime::cli::status(a),
         Command::Loadgen(a) => baton_scheduler::runtime::cli::loadgen(a),
         Command::Echo(a) => baton_scheduler::runtime::cli::echo(a),

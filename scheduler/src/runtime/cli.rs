@@ -26,6 +26,21 @@ pub struct SchedulerArgs {
     pub nats: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Settings file (TOML): [nats] and [gateway] matter here. Every key can also come from
+    /// BATON_SECTION__KEY.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// NATS URL (overrides nats.url).
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// This gateway's id, unique in the deployment and one NATS subject token (default
+    /// `<host>-<pid>`).
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
 /// How the client commands (`status`, `loadgen`, `echo`) reach NATS: the same `[nats]`
 /// settings as the scheduler (URL, credentials, TLS), from a file and `BATON_NATS__*`.
 #[derive(Debug, Args)]
@@ -176,6 +191,21 @@ pub fn scheduler(a: SchedulerArgs) -> Result<()> {
     }
     init_logging(&settings.log.level, settings.log.json);
     super::run(settings)
+}
+
+pub fn gateway(a: GatewayArgs) -> Result<()> {
+    let mut settings = Settings::load(a.config.as_deref())?;
+    if let Some(url) = a.nats {
+        settings.nats.url = url;
+    }
+    init_logging(&settings.log.level, settings.log.json);
+    let id = a
+        .id
+        .unwrap_or_else(|| format!("{}-{}", super::host_name(), std::process::id()));
+    if settings.nats.name == baton_common::settings::NatsSettings::default().name {
+        settings.nats.name = format!("baton-gateway-{id}");
+    }
+    super::run_gateway(settings, baton_common::ids::GatewayName::new(id))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

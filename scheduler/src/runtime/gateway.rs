@@ -1,40 +1,59 @@
-//! The gateway: owns the request payloads and every conversation with
-//! clients and with workers about data.
+//! The gateway: holds the requests and is the only process that answers clients.
 //!
-//! Requests arrive already decoded and validated by the ingest task (see
-//! `admit` in `mod.rs`); the gateway holds their tensors, within a byte budget,
-//! from arrival until their worker has answered them, and hands the
-//! dispatcher only their metadata. When the dispatcher plans a batch the
-//! gateway sends the plan and then each request's inputs to the worker;
-//! the payloads stay held until the batch is done, so a batch lost with
-//! its worker can be sent again. Rejections the dispatcher decides are
-//! answered here.
+//! ```text
+//!  intake ──Incoming──▶ Gateway ──Arrivals (metadata, batched)──▶ dispatcher
+//!                         │  ◀──GatewayOrders (ship / reject)──────┘
+//!                         ├──BatchInputs (one message per batch, or as few as fit)──▶ worker
+//!  clients ◀──reply──────┘  ◀──BatchResults────────────────────────────────────────── worker
+//! ```
 //!
-//! The gateway knows the dispatcher only as the `Recipient<Arrive>` it hands
-//! metadata to: the messages the two exchange live in `messages.rs`.
+//! Requests arrive decoded and validated by the intake (`intake.rs`). The gateway numbers each
+//! one, holds its tensors within a byte budget that also charges a fixed overhead per request,
+//! and tells the dispatcher only its metadata: model, remaining budget, the gateway's number
+//! for it. Arrivals are batched: a message goes out when `gateway.arrival_batch` have gathered,
+//! when the intake has nothing more queued (so an idle gateway adds nothing), or at the latest
+//! `gateway.arrival_flush_us` after the first of them.
+//!
+//! When the dispatcher orders a batch shipped, the gateway sends its requests' inputs straight
+//! to the worker; the worker sends the answers back here, and the gateway publishes them to the
+//! clients. A request is forgotten when it is answered, and **the first answer wins**: one that
+//! comes later (a worker declared dead that was only slow, a batch re-planned after a revoke) is
+//! dropped and counted. A held request nobody answers (its plan, inputs, results or the
+//! dispatcher itself were lost) is answered by the gateway `gateway.orphan_after_ms` after its
+//! deadline, so no request is left silent.
+//!
+//! The same actor runs in `baton gateway` processes and, for the one-laptop set-up, inside
+//! `baton scheduler`; it talks to the dispatcher over NATS either way.
 
 use std::collections::HashMap;
 
 use actix::prelude::*;
-use baton_common::control::{BatchInput, BatchPlanMsg, PlanItem, Revoke};
-use baton_common::ids::ClientRequestId;
+use async_nats::Subject;
+use baton_common::control::{
+    ArrivalItem, Arrivals, BatchInputs, BatchResults, GatewayBeat, GatewayOrders, InputItem, ShipOrder,
+};
+use baton_common::ids::{ClientRequestId, GatewayName};
+use baton_common::settings::GatewaySettings;
 use baton_common::subjects;
 use baton_common::wire::{self, InferReply, RejectReason, Tensor};
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::clock::Clock;
-use super::messages::{Arrive, Reject, Release, RevokeBatches, ServedModels, Ship};
 use super::outbox::Outbox;
 use super::telemetry;
-use crate::core::{ModelId, RequestId, Time};
+use crate::core::{Time, MS};
 
 #[derive(Debug)]
 struct Held {
     client_id: ClientRequestId,
-    reply_to: String,
+    reply_to: Subject,
     inputs: Vec<Tensor>,
-    bytes: usize,
+    /// Bytes charged to the budget: the body plus the per-request overhead.
+    charged: usize,
     received: Time,
+    deadline: Time,
     model: String,
 }
 
@@ -43,7 +62,7 @@ struct Held {
 #[rtype(result = "()")]
 pub struct Incoming {
     pub model: String,
-    pub reply_to: String,
+    pub reply_to: Subject,
     pub client_id: Option<ClientRequestId>,
     pub inputs: Vec<Tensor>,
     pub slo: Time,
@@ -51,226 +70,379 @@ pub struct Incoming {
     pub received: Time,
 }
 
-/// Requests held right now.
+/// Send the arrivals gathered so far (the intake has nothing more queued, or the flush timer
+/// fired).
 #[derive(Debug, Message)]
-#[rtype(result = "usize")]
-pub struct HeldCount;
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Orders from the dispatcher.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Orders(pub GatewayOrders);
+
+/// Answers from a worker.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Results(pub BatchResults);
+
+/// The gateway's state, for `baton status` and the tests.
+#[derive(Debug, Message)]
+#[rtype(result = "GatewayState")]
+pub struct GetState;
+
+/// What one gateway holds and has done.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayState {
+    pub id: String,
+    pub held_requests: u64,
+    pub held_bytes: u64,
+    pub answered: u64,
+    pub duplicates_dropped: u64,
+    pub orphans_answered: u64,
+    pub arrival_messages: u64,
+    pub arrivals: u64,
+}
+
+/// Messages are kept this far under the server's `max_payload`, for the envelope.
+const PAYLOAD_MARGIN: usize = 4096;
 
 #[derive(Debug)]
 pub struct Gateway {
+    name: GatewayName,
+    instance: Uuid,
     out: Outbox,
     clock: Clock,
-    dispatcher: Recipient<Arrive>,
-    budget: usize,
+    limits: GatewaySettings,
+    /// The NATS server's `max_payload`: inputs are packed into messages up to this size.
+    max_payload: usize,
+    held: HashMap<u64, Held>,
     held_bytes: usize,
-    held: HashMap<RequestId, Held>,
-    served: HashMap<String, ModelId>,
-    next_id: u64,
+    next: u64,
+    /// Arrivals not yet sent, and the model table they index.
+    pending: Vec<ArrivalItem>,
+    pending_models: Vec<String>,
+    flush_armed: bool,
+    state: GatewayState,
+    leaving: bool,
 }
 
 impl Gateway {
-    pub fn new(out: Outbox, clock: Clock, dispatcher: Recipient<Arrive>, budget: usize) -> Self {
+    pub fn new(
+        name: GatewayName,
+        out: Outbox,
+        clock: Clock,
+        limits: GatewaySettings,
+        max_payload: usize,
+    ) -> Self {
         Self {
+            state: GatewayState {
+                id: name.to_string(),
+                ..Default::default()
+            },
+            name,
+            instance: Uuid::new_v4(),
             out,
             clock,
-            dispatcher,
-            budget,
-            held_bytes: 0,
+            limits,
+            max_payload,
             held: HashMap::new(),
-            served: HashMap::new(),
-            next_id: 1,
+            held_bytes: 0,
+            next: 1,
+            pending: Vec::new(),
+            pending_models: Vec::new(),
+            flush_armed: false,
+            leaving: false,
         }
     }
 
-    fn reply(&self, to: &str, reply: &InferReply) {
-        let _ = self.out.send((to.to_string(), Bytes::from(wire::encode(reply))));
+    pub fn name(&self) -> &GatewayName {
+        &self.name
     }
 
-    fn forget(&mut self, id: RequestId) -> Option<Held> {
-        let h = self.held.remove(&id)?;
-        self.held_bytes -= h.bytes;
-        metrics::gauge!(telemetry::HELD_BYTES).set(self.held_bytes as f64);
+    fn publish(&self, subject: impl Into<String>, body: Vec<u8>) {
+        let _ = self.out.send((subject.into(), Bytes::from(body)));
+    }
+
+    fn reject_now(&self, reply_to: &Subject, client_id: Option<ClientRequestId>, reason: RejectReason, msg: String) {
+        let r = InferReply::rejected(client_id.map(String::from).unwrap_or_default(), reason, msg);
+        self.publish(reply_to.to_string(), wire::encode(&r));
+    }
+
+    fn forget(&mut self, request: u64) -> Option<Held> {
+        let h = self.held.remove(&request)?;
+        self.held_bytes -= h.charged;
         Some(h)
+    }
+
+    /// Answers a held request with `body` (an encoded reply) and forgets it; a request no
+    /// longer held was answered already, and this answer is dropped and counted.
+    fn answer(&mut self, request: u64, body: Bytes) -> bool {
+        let Some(h) = self.forget(request) else {
+            self.state.duplicates_dropped += 1;
+            metrics::counter!(telemetry::DUPLICATES_DROPPED).increment(1);
+            return false;
+        };
+        self.state.answered += 1;
+        let _ = self.out.send((h.reply_to.to_string(), body));
+        true
+    }
+
+    fn answer_rejected(&mut self, request: u64, reason: RejectReason, message: String) {
+        let Some(h) = self.forget(request) else {
+            self.state.duplicates_dropped += 1;
+            metrics::counter!(telemetry::DUPLICATES_DROPPED).increment(1);
+            return;
+        };
+        self.state.answered += 1;
+        metrics::counter!(telemetry::REJECTED, "model" => h.model.clone(), "reason" => reason.as_str()).increment(1);
+        let r = InferReply::rejected(h.client_id, reason, message);
+        self.publish(h.reply_to.to_string(), wire::encode(&r));
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let msg = Arrivals {
+            gateway: self.name.clone(),
+            instance: self.instance,
+            models: std::mem::take(&mut self.pending_models),
+            items: std::mem::take(&mut self.pending),
+        };
+        self.state.arrival_messages += 1;
+        self.state.arrivals += msg.items.len() as u64;
+        metrics::histogram!(telemetry::ARRIVALS_PER_MESSAGE).record(msg.items.len() as f64);
+        self.publish(subjects::ARRIVALS, wire::encode(&msg));
+    }
+
+    fn ship(&mut self, order: ShipOrder) {
+        let now = self.clock.now();
+        let subject = subjects::worker_inputs(&order.worker);
+        let limit = self.max_payload.saturating_sub(PAYLOAD_MARGIN).max(1);
+        let mut msg = BatchInputs {
+            batch_id: order.batch_id,
+            items: Vec::new(),
+        };
+        let mut size = 64;
+        for (i, request) in order.requests.iter().enumerate() {
+            // A request already answered (say, as an orphan) is not sent; the worker answers
+            // it as missing and that answer is dropped here as a duplicate.
+            let Some(h) = self.held.get(request) else { continue };
+            let item_size = 64 + h.client_id.as_str().len() + h.inputs.iter().map(|t| t.data.len() + 32).sum::<usize>();
+            if !msg.items.is_empty() && size + item_size > limit {
+                self.publish(subject.clone(), wire::encode(&msg));
+                msg.items.clear();
+                size = 64;
+            }
+            size += item_size;
+            metrics::histogram!(telemetry::QUEUE_TIME, "model" => h.model.clone())
+                .record((now - h.received) as f64 * 1e-9);
+            msg.items.push(InputItem {
+                index: order.offset + i as u32,
+                id: h.client_id.clone(),
+                queued_us: ((now - h.received).max(0) / 1000) as u64,
+                inputs: h.inputs.clone(),
+            });
+        }
+        if !msg.items.is_empty() {
+            self.publish(subject, wire::encode(&msg));
+        }
+    }
+
+    /// Answers requests held `orphan_after_ms` past their deadline: whatever was to answer
+    /// them was lost.
+    fn sweep(&mut self) {
+        let now = self.clock.now();
+        let grace = self.limits.orphan_after_ms as Time * MS;
+        let lost: Vec<u64> = self
+            .held
+            .iter()
+            .filter(|(_, h)| now > h.deadline.saturating_add(grace))
+            .map(|(&r, _)| r)
+            .collect();
+        for r in lost {
+            self.state.orphans_answered += 1;
+            self.answer_rejected(
+                r,
+                RejectReason::WorkerLost,
+                format!(
+                    "no answer came for this request within gateway.orphan_after_ms ({} ms) after its deadline: \
+                     its batch, its worker or the dispatcher was lost; retry",
+                    self.limits.orphan_after_ms
+                ),
+            );
+        }
+    }
+
+    fn beat(&self) {
+        let beat = GatewayBeat {
+            gateway: self.name.clone(),
+            instance: self.instance,
+            held_requests: self.held.len() as u64,
+            held_bytes: self.held_bytes as u64,
+            duplicates_dropped: self.state.duplicates_dropped,
+            leaving: self.leaving,
+        };
+        self.publish(subjects::GATEWAY_HEARTBEAT, wire::encode(&beat));
+        metrics::gauge!(telemetry::HELD_BYTES, "gateway" => self.name.to_string()).set(self.held_bytes as f64);
+        metrics::gauge!(telemetry::HELD_REQUESTS, "gateway" => self.name.to_string()).set(self.held.len() as f64);
+    }
+
+    fn snapshot(&self) -> GatewayState {
+        GatewayState {
+            held_requests: self.held.len() as u64,
+            held_bytes: self.held_bytes as u64,
+            ..self.state.clone()
+        }
     }
 }
 
 impl Actor for Gateway {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+        self.beat();
+        let every = std::time::Duration::from_millis(self.limits.heartbeat_ms);
+        ctx.run_interval(every, |g, _| {
+            g.sweep();
+            g.beat();
+        });
+    }
 }
 
-/// The reply to a request rejected before it was held.
-pub fn rejection(
-    reply_to: &str,
-    client_id: Option<ClientRequestId>,
-    reason: RejectReason,
-    message: String,
-) -> (String, Bytes) {
-    let r = InferReply::rejected(client_id.map(String::from).unwrap_or_default(), reason, message);
-    (reply_to.to_string(), Bytes::from(wire::encode(&r)))
+/// Starting the gateway's shutdown: it says so in its heartbeats.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Leaving;
+
+impl Handler<Leaving> for Gateway {
+    type Result = ();
+
+    fn handle(&mut self, _: Leaving, _: &mut Context<Self>) {
+        self.leaving = true;
+        self.flush();
+        self.beat();
+    }
 }
 
 impl Handler<Incoming> for Gateway {
     type Result = ();
 
-    fn handle(&mut self, m: Incoming, _: &mut Context<Self>) {
+    fn handle(&mut self, m: Incoming, ctx: &mut Context<Self>) {
         // Under overload a request can spend its whole SLO in the intake
         // queue; answer it now rather than let it time out at the client.
-        let waited = self.clock.now() - m.received;
+        let now = self.clock.now();
+        let waited = now - m.received;
         if waited >= m.slo {
             metrics::counter!(telemetry::REJECTED, "model" => m.model.clone(), "reason" => "overloaded").increment(1);
             let msg = format!(
-                "the request waited {} ms in the gateway's intake, its whole SLO; the scheduler is overloaded",
-                waited / 1_000_000
+                "the request waited {} ms in the gateway's intake, its whole SLO; the gateway is overloaded",
+                waited / MS
             );
-            let _ = self
-                .out
-                .send(rejection(&m.reply_to, m.client_id, RejectReason::Overloaded, msg));
+            self.reject_now(&m.reply_to, m.client_id, RejectReason::Overloaded, msg);
             return;
         }
-        let Some(&model) = self.served.get(&m.model) else {
-            let mut known: Vec<&str> = self.served.keys().map(String::as_str).collect();
-            known.sort_unstable();
-            let msg = if known.is_empty() {
-                format!("model `{}` is not served: no worker is registered yet", m.model)
-            } else {
-                format!(
-                    "model `{}` is not served by any worker; served models: {}",
-                    m.model,
-                    known.join(", ")
-                )
-            };
-            metrics::counter!(telemetry::REJECTED, "model" => "unknown", "reason" => "unknown_model").increment(1);
-            let _ = self
-                .out
-                .send(rejection(&m.reply_to, m.client_id, RejectReason::UnknownModel, msg));
-            return;
-        };
-        if self.held_bytes + m.bytes > self.budget {
+        let charged = m.bytes + self.limits.per_request_overhead_bytes as usize;
+        if self.held_bytes + charged > self.limits.held_bytes_budget as usize {
             metrics::counter!(telemetry::REJECTED, "model" => m.model.clone(), "reason" => "overloaded").increment(1);
             let msg = format!(
-                "the gateway holds {} bytes of requests, its budget (gateway.held_bytes_budget) is {}; retry later",
-                self.held_bytes, self.budget
+                "the gateway holds {} requests, {} bytes counting {} per request (gateway.per_request_overhead_bytes); \
+                 its budget (gateway.held_bytes_budget) is {}; retry later",
+                self.held.len(),
+                self.held_bytes,
+                self.limits.per_request_overhead_bytes,
+                self.limits.held_bytes_budget
             );
-            let _ = self
-                .out
-                .send(rejection(&m.reply_to, m.client_id, RejectReason::Overloaded, msg));
+            self.reject_now(&m.reply_to, m.client_id, RejectReason::Overloaded, msg);
             return;
         }
-        let id = RequestId(self.next_id);
-        self.next_id += 1;
-        self.held_bytes += m.bytes;
-        metrics::gauge!(telemetry::HELD_BYTES).set(self.held_bytes as f64);
+        let request = self.next;
+        self.next += 1;
+        self.held_bytes += charged;
+        let model = match self.pending_models.iter().position(|n| *n == m.model) {
+            Some(i) => i as u32,
+            None => {
+                self.pending_models.push(m.model.clone());
+                (self.pending_models.len() - 1) as u32
+            }
+        };
+        let budget_us = ((m.slo - waited).max(0) / 1000) as u64;
+        self.pending.push(ArrivalItem(request, model, budget_us));
         self.held.insert(
-            id,
+            request,
             Held {
-                client_id: m.client_id.unwrap_or_else(|| ClientRequestId::new(format!("b{id}"))),
+                client_id: m.client_id.unwrap_or_else(|| ClientRequestId::new(format!("b{request}"))),
                 reply_to: m.reply_to,
                 inputs: m.inputs,
-                bytes: m.bytes,
+                charged,
                 received: m.received,
+                deadline: m.received.saturating_add(m.slo),
                 model: m.model,
             },
         );
-        self.dispatcher.do_send(Arrive {
-            id,
-            model,
-            slo: m.slo,
-            received: m.received,
-        });
-    }
-}
-
-impl Handler<ServedModels> for Gateway {
-    type Result = ();
-
-    fn handle(&mut self, m: ServedModels, _: &mut Context<Self>) {
-        self.served = m.0;
-    }
-}
-
-impl Handler<Ship> for Gateway {
-    type Result = ();
-
-    fn handle(&mut self, s: Ship, _: &mut Context<Self>) {
-        let now = self.clock.now();
-        let mut items = Vec::with_capacity(s.requests.len());
-        for id in &s.requests {
-            // The dispatcher only plans requests the gateway holds.
-            let Some(h) = self.held.get(id) else { continue };
-            items.push(PlanItem {
-                request_id: h.client_id.clone(),
-                reply_to: h.reply_to.clone(),
-                queued_us: ((now - h.received).max(0) / 1000) as u64,
+        if self.pending.len() as u64 >= self.limits.arrival_batch {
+            self.flush();
+        } else if !self.flush_armed {
+            self.flush_armed = true;
+            let after = std::time::Duration::from_micros(self.limits.arrival_flush_us);
+            ctx.run_later(after, |g, _| {
+                g.flush_armed = false;
+                g.flush();
             });
-            metrics::histogram!(telemetry::QUEUE_TIME, "model" => h.model.clone())
-                .record((now - h.received) as f64 * 1e-9);
-        }
-        let plan = BatchPlanMsg {
-            batch_id: s.batch,
-            model: s.model,
-            items,
-            budget_us: ((s.deadline - now).max(0) / 1000) as u64,
-            late: s.late,
-        };
-        let _ = self
-            .out
-            .send((subjects::worker_plans(&s.worker), Bytes::from(wire::encode(&plan))));
-        let inputs = subjects::worker_inputs(&s.worker);
-        let mut index = 0u32;
-        for id in &s.requests {
-            let Some(h) = self.held.get(id) else { continue };
-            let msg = BatchInput {
-                batch_id: s.batch,
-                index,
-                inputs: h.inputs.clone(),
-            };
-            index += 1;
-            let _ = self.out.send((inputs.clone(), Bytes::from(wire::encode(&msg))));
         }
     }
 }
 
-impl Handler<RevokeBatches> for Gateway {
+impl Handler<Flush> for Gateway {
     type Result = ();
 
-    fn handle(&mut self, r: RevokeBatches, _: &mut Context<Self>) {
-        // Through the same outbox, hence the same connection, as the plans and inputs shipped
-        // before it: the worker receives the revoke after them (see docs/protocol.md §10).
-        let msg = Revoke { batch_ids: r.batches };
-        let _ = self
-            .out
-            .send((subjects::worker_revoke(&r.worker), Bytes::from(wire::encode(&msg))));
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
+        self.flush();
     }
 }
 
-impl Handler<Reject> for Gateway {
+impl Handler<Orders> for Gateway {
     type Result = ();
 
-    fn handle(&mut self, r: Reject, _: &mut Context<Self>) {
-        if let Some(h) = self.forget(r.request) {
-            metrics::counter!(telemetry::REJECTED, "model" => h.model.clone(), "reason" => r.reason.as_str())
-                .increment(1);
-            self.reply(&h.reply_to, &InferReply::rejected(h.client_id, r.reason, r.message));
+    fn handle(&mut self, Orders(o): Orders, _: &mut Context<Self>) {
+        if o.instance != self.instance {
+            // Orders for this gateway's predecessor of the same name.
+            return;
+        }
+        for ship in o.ships {
+            self.ship(ship);
+        }
+        for r in o.rejects {
+            self.answer_rejected(r.request, r.reason, r.message);
         }
     }
 }
 
-impl Handler<Release> for Gateway {
+impl Handler<Results> for Gateway {
     type Result = ();
 
-    fn handle(&mut self, r: Release, _: &mut Context<Self>) {
-        for id in r.0 {
-            if let Some(h) = self.forget(id) {
-                metrics::counter!(telemetry::REQUESTS, "model" => h.model, "outcome" => "answered").increment(1);
-            }
+    fn handle(&mut self, Results(r): Results, _: &mut Context<Self>) {
+        // A batch is of one model: count its answers once.
+        let model = r.replies.iter().find_map(|i| self.held.get(&i.request)).map(|h| h.model.clone());
+        let mut answered = 0;
+        for item in r.replies {
+            answered += u64::from(self.answer(item.request, Bytes::from(item.reply)));
+        }
+        if let Some(model) = model {
+            metrics::counter!(telemetry::REQUESTS, "model" => model, "outcome" => "answered").increment(answered);
+        }
+        for f in r.failed {
+            self.answer_rejected(f.request, f.reason, f.message);
         }
     }
 }
 
-impl Handler<HeldCount> for Gateway {
-    type Result = usize;
+impl Handler<GetState> for Gateway {
+    type Result = MessageResult<GetState>;
 
-    fn handle(&mut self, _: HeldCount, _: &mut Context<Self>) -> usize {
-        self.held.len()
+    fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.snapshot())
     }
 }

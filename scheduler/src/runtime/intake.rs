@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  NATS sub ──▶ intake task ──admit──▶ bounded queue ──▶ decode task ──▶ gateway (mailbox)
+//!                                                           └─ queue empty: Flush ─▶ gateway
 //!                   │ shed: pre-encoded `overloaded` reply, published at once
 //! ```
 //!
@@ -18,8 +19,9 @@
 //! `AdmissionConfig::max_queue`), and the gateway's actix mailbox, which the decode task waits
 //! on when it is full, so a slow gateway backs the intake queue up and the controller sees it.
 //!
-//! This file knows the gateway only as a `Recipient<Incoming>`, so a stand-alone gateway
-//! process can reuse it as is.
+//! When the decode task finds the queue empty it tells the gateway to flush the arrivals it
+//! has gathered, so batching arrivals for the dispatcher adds no latency when the gateway is
+//! not busy.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,7 +40,7 @@ use tokio::task::JoinHandle;
 
 use super::admission::{Admission, AdmissionConfig, Verdict};
 use super::clock::Clock;
-use super::gateway::{rejection, Incoming};
+use super::gateway::{Flush, Gateway, Incoming};
 use super::outbox::Outbox;
 use super::telemetry;
 use crate::core::Time;
@@ -101,7 +103,7 @@ pub struct Intake {
     pub clock: Clock,
     pub limits: GatewaySettings,
     pub admission: AdmissionConfig,
-    pub gateway: Recipient<Incoming>,
+    pub gateway: Addr<Gateway>,
     /// For rejections of admitted requests that fail validation.
     pub out: Outbox,
     pub stats: Arc<IntakeStats>,
@@ -205,11 +207,11 @@ fn overloaded_reply() -> Bytes {
 
 /// Decodes and validates admitted requests in arrival order and hands them to the gateway,
 /// waiting while its mailbox is full.
-async fn decode_loop(mut rx: mpsc::Receiver<Raw>, limits: GatewaySettings, gateway: Recipient<Incoming>, out: Outbox) {
+async fn decode_loop(mut rx: mpsc::Receiver<Raw>, limits: GatewaySettings, gateway: Addr<Gateway>, out: Outbox) {
     while let Some(raw) = rx.recv().await {
         match decode(&raw.subject, &raw.payload, &limits, raw.received) {
             Ok(mut inc) => {
-                inc.reply_to = raw.reply_to.to_string();
+                inc.reply_to = raw.reply_to;
                 // Queue without waiting for the handler; wait only for room in the mailbox.
                 if let Err(SendError::Full(inc)) = gateway.try_send(inc) {
                     if gateway.send(inc).await.is_err() {
@@ -222,7 +224,19 @@ async fn decode_loop(mut rx: mpsc::Receiver<Raw>, limits: GatewaySettings, gatew
                 let _ = out.send(rejection(&raw.reply_to, id, reason, msg));
             }
         }
+        if rx.is_empty() {
+            // A full mailbox means a busy gateway, whose arrivals flush by count and timer.
+            if let Err(SendError::Closed(_)) = gateway.try_send(Flush) {
+                break;
+            }
+        }
     }
+}
+
+/// The reply to a request rejected before it was held.
+fn rejection(reply_to: &str, client_id: Option<ClientRequestId>, reason: RejectReason, message: String) -> (String, Bytes) {
+    let r = InferReply::rejected(client_id.map(String::from).unwrap_or_default(), reason, message);
+    (reply_to.to_string(), Bytes::from(wire::encode(&r)))
 }
 
 /// Checks one request: subject, size, decoding, tensors, SLO. On failure, the client's id (if
@@ -262,7 +276,7 @@ pub fn decode(
     let slo_ms = req.slo_ms.unwrap_or(limits.default_slo_ms);
     Ok(Incoming {
         model: model.to_string(),
-        reply_to: String::new(),
+        reply_to: Subject::from_static(""),
         client_id: req.id.map(ClientRequestId::from),
         bytes: payload.len(),
         inputs: req.inputs,

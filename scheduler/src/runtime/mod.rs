@@ -1,21 +1,24 @@
 //! `baton scheduler`: the production shell around the scheduling core.
 //!
+//! `baton scheduler` is the dispatcher (control plane) and `baton gateway` the data plane;
+//! for one laptop, `baton scheduler` also runs a gateway in its process
+//! (`scheduler.embedded_gateway`, on by default), which still talks to the dispatcher over NATS.
+//!
 //! ```text
-//!  clients ── baton.infer.<model> ──▶ intake ──▶ Gateway ──Arrive──▶ Dispatcher (core)
-//!                                     (shed, then  (holds    ◀─Ship/Reject─┘   ▲
-//!                                      decode)     tensors)                    │ Done
-//!  workers ◀── plan + inputs ─────────────────────┘                            │
-//!  workers ── hello / heartbeat / goodbye ──▶ Registry ──WorkerUp/Down─────────┤
-//!  workers ── batch_done ───────────────────────────────────────────────────────┘
+//!  clients ─ baton.infer.<model> ─▶ intake ─▶ Gateway ──Arrivals (metadata)──▶ Dispatcher (core)
+//!     ▲                          (shed, then   (holds    ◀──GatewayOrders──────┘ │ plans   ▲
+//!     │                           decode)      tensors)──BatchInputs──▶ worker ◀─┘         │
+//!     └──────── reply ──────────────────────── Gateway ◀──BatchResults── worker ─BatchDone─┤
+//!  workers ── hello / heartbeat / goodbye ──▶ Registry ──WorkerUp/Down────────────────────┘
 //! ```
 //!
-//! Actors run in one actix `System` on a multi-thread tokio runtime; the
-//! dispatcher has an arbiter (thread) of its own so that decoding requests
-//! never delays a timer. Requests are taken in by `intake.rs`, which sheds
-//! overload before decoding anything (the controller is in `admission.rs`)
-//! and answers a shed request `overloaded` there and then; a slow-consumer
-//! event from the NATS client is logged and counted — nothing is dropped
-//! silently.
+//! Actors run in one actix `System` on a multi-thread tokio runtime; the dispatcher has an
+//! arbiter (thread) of its own so that decoding requests never delays a timer. Every NATS
+//! subscription is drained by a task that waits for room in its actor's bounded mailbox
+//! ([`pump`]). Requests are taken in by `intake.rs`, which sheds overload before decoding
+//! anything (the controller is in `admission.rs`) and answers a shed request `overloaded` there
+//! and then; a slow-consumer event from the NATS client is logged and counted — nothing is
+//! dropped silently.
 
 pub mod admission;
 pub mod cli;
@@ -36,7 +39,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Result;
-use baton_common::control::{BatchDone, Goodbye, Heartbeat, WorkerHello};
+use baton_common::control::BatchDone;
+use baton_common::ids::GatewayName;
 use baton_common::settings::Settings;
 use baton_common::subjects;
 use baton_common::wire;
@@ -45,8 +49,8 @@ use futures::StreamExt;
 use crate::core::CoreConfig;
 use admission::AdmissionConfig;
 use clock::Clock;
-use dispatcher::{Dispatcher, Done, GetStatus, InflightByWorker};
-use gateway::{Gateway, HeldCount};
+use dispatcher::{ArrivalBatch, Dispatcher, Done, GatewayAlive, GetStatus, InflightByWorker};
+use gateway::{Gateway, GetState, Leaving, Orders, Results};
 use intake::{Intake, IntakeStats};
 use outbox::publisher;
 use registry::{Beat, Bye, Hello, ListWorkers, Registry};
@@ -107,6 +111,142 @@ pub fn core_config(s: &baton_common::settings::SchedulerSettings) -> CoreConfig 
     }
 }
 
+/// Hands `m` to an actor, waiting while its mailbox is full (so the queue in front of it stays
+/// bounded); `false` once the actor is gone.
+async fn forward<M>(to: &Recipient<M>, m: M) -> bool
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    match to.try_send(m) {
+        Ok(()) => true,
+        Err(SendError::Full(m)) => to.send(m).await.is_ok(),
+        Err(SendError::Closed(_)) => false,
+    }
+}
+
+/// Decodes every message of `sub` as `T` and hands it to `to` as `wrap(T)`, in order; a
+/// message that does not decode is logged (`what` names it) and dropped.
+fn pump<T, M>(mut sub: async_nats::Subscriber, what: &'static str, to: Recipient<M>, wrap: fn(T) -> M)
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            match wire::decode::<T>(&m.payload) {
+                Ok(t) => {
+                    if !forward(&to, wrap(t)).await {
+                        break;
+                    }
+                }
+                Err(e) => tracing::warn!("bad {what}: {e}"),
+            }
+        }
+    });
+}
+
+/// This machine's name, for default process ids.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty() && subjects::validate_token(h).is_ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// A running gateway: its actor, its intake task and the intake's counters.
+#[derive(Debug)]
+pub struct GatewayHandle {
+    pub addr: Addr<Gateway>,
+    pub intake: tokio::task::JoinHandle<()>,
+    pub stats: Arc<IntakeStats>,
+}
+
+impl GatewayHandle {
+    /// Stops taking requests and waits (at most `within`) until every held request is answered.
+    pub async fn drain(&self, within: Duration) {
+        self.intake.abort();
+        let _ = self.addr.send(Leaving).await;
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            match self.addr.send(GetState).await {
+                Ok(s) if s.held_requests > 0 => tokio::time::sleep(Duration::from_millis(20)).await,
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Starts a gateway named `name` on `nats`: its actor, its subscriptions (orders and results
+/// addressed to it, `baton.ops.gateway_status`) and the intake on `baton.infer.>`.
+pub async fn start_gateway(
+    settings: &Settings,
+    nats: async_nats::Client,
+    clock: Clock,
+    stats: Arc<IntakeStats>,
+    name: GatewayName,
+) -> Result<GatewayHandle> {
+    subjects::validate_token(name.as_str()).map_err(|e| anyhow::anyhow!("gateway id: {e}"))?;
+    let max_payload = nats.server_info().max_payload;
+    let out = publisher(nats.clone());
+    let addr = Gateway::new(name.clone(), out.clone(), clock, settings.gateway.clone(), max_payload).start();
+    pump(
+        nats.subscribe(subjects::gateway_orders(&name)).await?,
+        "gateway orders",
+        addr.clone().recipient(),
+        Orders,
+    );
+    pump(
+        nats.subscribe(subjects::gateway_results(&name)).await?,
+        "batch results",
+        addr.clone().recipient(),
+        Results,
+    );
+    let mut status = nats.subscribe(subjects::OPS_GATEWAY_STATUS).await?;
+    let (gw, st_nats) = (addr.clone(), nats.clone());
+    tokio::spawn(async move {
+        while let Some(m) = status.next().await {
+            let Some(reply) = m.reply else { continue };
+            let Ok(state) = gw.send(GetState).await else { break };
+            let _ = st_nats.publish(reply, serde_json::to_vec(&state).unwrap_or_default().into()).await;
+        }
+    });
+    let infer = nats
+        .queue_subscribe(subjects::INFER_WILDCARD, subjects::GATEWAY_QUEUE_GROUP.to_string())
+        .await?;
+    let intake = Intake {
+        nats: nats.clone(),
+        clock,
+        limits: settings.gateway.clone(),
+        admission: AdmissionConfig::default(),
+        gateway: addr.clone(),
+        out,
+        stats: stats.clone(),
+    }
+    .spawn(infer);
+    tracing::info!(gateway = %name, max_payload, "gateway serving");
+    Ok(GatewayHandle { addr, intake, stats })
+}
+
+/// Runs a gateway process (`baton gateway`) until `shutdown` resolves. Must be called inside an
+/// actix `System`.
+pub async fn serve_gateway(settings: Settings, name: GatewayName, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let stats = Arc::new(IntakeStats::default());
+    let nats = tokio::select! {
+        nats = connect(&settings, &settings.nats.name, stats.clone()) => nats?,
+        () = &mut shutdown => return Ok(()),
+    };
+    let gateway = start_gateway(&settings, nats.clone(), Clock::new(), stats, name).await?;
+    shutdown.await;
+    tracing::info!("shutting down: no new requests; waiting for those held");
+    gateway.drain(Duration::from_secs(5)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), nats.flush()).await;
+    Ok(())
+}
+
 /// Runs the scheduler until `shutdown` resolves. Must be called inside an
 /// actix `System` (see [`run`]).
 pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
@@ -123,72 +263,40 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     let clock = Clock::new();
     let out = publisher(nats.clone());
     let cfg = core_config(&settings.scheduler);
-    // The dispatcher orders the gateway about and the gateway feeds it arrivals: make the
-    // gateway's address first, start the dispatcher with it, then the gateway.
-    let gateway_ctx = Context::<Gateway>::new();
-    let gateway_addr = gateway_ctx.address();
-    let dispatcher = Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-        Dispatcher::new(cfg, clock, gateway_addr)
+    let gateway_dead_after = Duration::from_millis(settings.scheduler.gateway_dead_after_ms);
+    let dispatcher = Dispatcher::start_in_arbiter(&Arbiter::new().handle(), {
+        let out = out.clone();
+        move |_| Dispatcher::new(cfg, clock, out, gateway_dead_after)
     });
-    let gateway = gateway_ctx.run(Gateway::new(
-        out.clone(),
-        clock,
-        dispatcher.clone().recipient(),
-        settings.gateway.held_bytes_budget as usize,
-    ));
     let dead_after = Duration::from_millis(settings.scheduler.worker_dead_after_ms);
     let registry = Registry::new(out.clone(), dispatcher.clone(), dead_after).start();
 
-    // Control plane.
-    let mut hello = nats.subscribe(subjects::WORKER_HELLO).await?;
-    let mut beats = nats.subscribe(subjects::WORKER_HEARTBEAT).await?;
-    let mut byes = nats.subscribe(subjects::WORKER_GOODBYE).await?;
-    let mut dones = nats.subscribe(subjects::BATCH_DONE).await?;
-    let reg = registry.clone();
-    tokio::spawn(async move {
-        while let Some(m) = hello.next().await {
-            match wire::decode::<WorkerHello>(&m.payload) {
-                Ok(h) => reg.do_send(Hello(h)),
-                Err(e) => tracing::warn!("bad worker hello: {e}"),
-            }
-        }
+    // Control plane: every subscription is drained into an actor's bounded mailbox.
+    pump(nats.subscribe(subjects::WORKER_HELLO).await?, "worker hello", registry.clone().recipient(), Hello);
+    pump(nats.subscribe(subjects::WORKER_HEARTBEAT).await?, "heartbeat", registry.clone().recipient(), Beat);
+    pump(nats.subscribe(subjects::WORKER_GOODBYE).await?, "goodbye", registry.clone().recipient(), Bye);
+    pump(nats.subscribe(subjects::BATCH_DONE).await?, "batch_done", dispatcher.clone().recipient(), |d: BatchDone| Done {
+        batch: d.batch_id,
+        exec_us: d.exec_us,
+        wait_us: d.wait_us,
     });
-    let reg = registry.clone();
-    tokio::spawn(async move {
-        while let Some(m) = beats.next().await {
-            if let Ok(b) = wire::decode::<Heartbeat>(&m.payload) {
-                reg.do_send(Beat(b));
-            }
-        }
-    });
-    let reg = registry.clone();
-    tokio::spawn(async move {
-        while let Some(m) = byes.next().await {
-            if let Ok(g) = wire::decode::<Goodbye>(&m.payload) {
-                reg.do_send(Bye(g));
-            }
-        }
-    });
-    let disp = dispatcher.clone();
-    tokio::spawn(async move {
-        while let Some(m) = dones.next().await {
-            match wire::decode::<BatchDone>(&m.payload) {
-                Ok(d) => disp.do_send(Done {
-                    batch: d.batch_id,
-                    exec_us: d.exec_us,
-                    wait_us: d.wait_us,
-                }),
-                Err(e) => tracing::warn!("bad batch_done: {e}"),
-            }
-        }
-    });
-    // Data plane: the intake drains the subscription (see intake.rs).
-    let infer = nats
-        .queue_subscribe(subjects::INFER_WILDCARD, subjects::GATEWAY_QUEUE_GROUP.to_string())
-        .await?;
+    pump(nats.subscribe(subjects::ARRIVALS).await?, "arrivals", dispatcher.clone().recipient(), ArrivalBatch);
+    pump(
+        nats.subscribe(subjects::GATEWAY_HEARTBEAT).await?,
+        "gateway heartbeat",
+        dispatcher.clone().recipient(),
+        GatewayAlive,
+    );
+    // The one-laptop set-up: a gateway in this process, talking to the dispatcher over NATS.
+    let gateway = if settings.scheduler.embedded_gateway {
+        let name = GatewayName::new(format!("{}-{}", host_name(), std::process::id()));
+        Some(start_gateway(&settings, nats.clone(), clock, intake_stats.clone(), name).await?)
+    } else {
+        None
+    };
     // Status last: a scheduler that answers it is serving.
     let mut status = nats.subscribe(subjects::OPS_STATUS).await?;
-    let (disp, reg, gw, st_nats) = (dispatcher.clone(), registry.clone(), gateway.clone(), nats.clone());
+    let (disp, reg, st_nats) = (dispatcher.clone(), registry.clone(), nats.clone());
     let st_intake = intake_stats.clone();
     tokio::spawn(async move {
         while let Some(m) = status.next().await {
@@ -200,7 +308,6 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
                 for w in &mut s.workers {
                     w.inflight_batches = inflight.get(&w.id).copied().unwrap_or(0);
                 }
-                s.held_requests = gw.send(HeldCount).await.ok()?;
                 s.intake = st_intake.snapshot();
                 Some(s)
             }
@@ -209,28 +316,12 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
             let _ = st_nats.publish(reply, body.into()).await;
         }
     });
-
-    let intake = Intake {
-        nats: nats.clone(),
-        clock,
-        limits: settings.gateway.clone(),
-        admission: AdmissionConfig::default(),
-        gateway: gateway.clone().recipient(),
-        out: out.clone(),
-        stats: intake_stats,
-    }
-    .spawn(infer);
-    tracing::info!(nats = %settings.nats.url, "baton scheduler serving");
+    tracing::info!(nats = %settings.nats.url, embedded_gateway = gateway.is_some(), "baton scheduler serving");
 
     shutdown.await;
     tracing::info!("shutting down: no new requests; waiting for those in flight");
-    intake.abort();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while tokio::time::Instant::now() < deadline {
-        if gateway.send(HeldCount).await.unwrap_or(0) == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let Some(g) = &gateway {
+        g.drain(Duration::from_secs(5)).await;
     }
     // Bounded: NATS may be going away too (Ctrl-C reaches every process at once).
     let _ = tokio::time::timeout(Duration::from_secs(2), nats.flush()).await;
@@ -260,6 +351,23 @@ pub fn run(settings: Settings) -> Result<()> {
             tracing::warn!("metrics endpoint disabled: {e:#}");
         }
         serve(settings, shutdown_signal()).await
+    })
+}
+
+/// Runs a gateway process in its own actix system until SIGINT/SIGTERM. Its metrics are
+/// served on `metrics.listen` like the scheduler's (give each process its own port).
+pub fn run_gateway(settings: Settings, name: GatewayName) -> Result<()> {
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    });
+    system.block_on(async move {
+        if let Err(e) = telemetry::install(&settings.metrics.listen) {
+            tracing::warn!("metrics endpoint disabled: {e:#}");
+        }
+        serve_gateway(settings, name, shutdown_signal()).await
     })
 }
 

@@ -20,9 +20,96 @@ pub struct Status {
     /// started at once (see `dispatcher.rs`); compare with the settings.
     pub measured_delta_ctrl_us: Option<f64>,
     pub measured_delta_data_us: Option<f64>,
-    /// What the intake admitted and shed (see `intake.rs`).
+    /// What the embedded gateway's intake admitted and shed (see `intake.rs`); zero when
+    /// gateways run apart.
     #[serde(default)]
     pub intake: IntakeStatus,
+    /// How late the dispatcher's timer fired, cumulative since start.
+    #[serde(default)]
+    pub timer_lag: LagHistogram,
+    /// Requests the dispatcher took in, and the `Arrivals` messages that carried them.
+    #[serde(default)]
+    pub arrivals_total: u64,
+    #[serde(default)]
+    pub arrival_messages_total: u64,
+    /// Requests the dispatcher knows and has not finished with: queued in the core or in a
+    /// batch not yet done.
+    #[serde(default)]
+    pub inflight_requests: u64,
+    /// The gateways the dispatcher hears from, with the load they last reported.
+    #[serde(default)]
+    pub gateways: Vec<GatewayStatus>,
+}
+
+/// A gateway as the dispatcher last heard of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayStatus {
+    pub id: String,
+    pub held_requests: u64,
+    pub held_bytes: u64,
+    pub duplicates_dropped: u64,
+    pub last_seen_ms_ago: u64,
+    /// Requests of this gateway the dispatcher is still working on.
+    pub inflight_requests: u64,
+}
+
+/// A cumulative histogram of durations in power-of-two µs buckets: `counts[i]` counts samples
+/// below `2^i` µs (the last bucket takes everything longer). Two snapshots subtract, so a
+/// benchmark can read the quantiles of its own run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LagHistogram {
+    pub counts: Vec<u64>,
+}
+
+impl Default for LagHistogram {
+    fn default() -> Self {
+        LagHistogram {
+            counts: vec![0; Self::BUCKETS],
+        }
+    }
+}
+
+impl LagHistogram {
+    /// Up to 2^24 µs ≈ 17 s.
+    pub const BUCKETS: usize = 25;
+
+    pub fn record(&mut self, lag_us: u64) {
+        let i = (u64::BITS - lag_us.leading_zeros()) as usize;
+        self.counts[i.min(Self::BUCKETS - 1)] += 1;
+    }
+
+    pub fn samples(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The samples recorded since `earlier` (a snapshot of the same histogram).
+    pub fn since(&self, earlier: &LagHistogram) -> LagHistogram {
+        LagHistogram {
+            counts: self
+                .counts
+                .iter()
+                .zip(earlier.counts.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+        }
+    }
+
+    /// An upper bound of the `q` quantile in ms (the top of its bucket), `None` without samples.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let n = self.samples();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some((1u64 << i) as f64 / 1000.0);
+            }
+        }
+        None
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +143,24 @@ impl Status {
             s.push_str(&format!(
                 "measured plan-to-start: δ_ctrl ≈ {c:.0} µs, δ_data ≈ {d:.1} µs per request\n"
             ));
+        }
+        if let Some(p99) = self.timer_lag.quantile_ms(0.99) {
+            s.push_str(&format!(
+                "dispatcher timer lag p99 < {p99} ms over {} wake-ups; {} arrivals in {} messages; {} requests in flight\n",
+                self.timer_lag.samples(),
+                self.arrivals_total,
+                self.arrival_messages_total,
+                self.inflight_requests
+            ));
+        }
+        if !self.gateways.is_empty() {
+            s.push_str(&format!("gateways ({}):\n", self.gateways.len()));
+            for g in &self.gateways {
+                s.push_str(&format!(
+                    "  {:<24} holds {:>6} requests ({} bytes), {} in flight at the dispatcher, {} duplicate answers dropped, seen {} ms ago\n",
+                    g.id, g.held_requests, g.held_bytes, g.inflight_requests, g.duplicates_dropped, g.last_seen_ms_ago
+                ));
+            }
         }
         let i = &self.intake;
         s.push_str(&format!(
@@ -93,5 +198,31 @@ impl Status {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_quantiles_are_bucket_tops_and_snapshots_subtract() {
+        let mut h = LagHistogram::default();
+        assert_eq!(h.quantile_ms(0.99), None);
+        for _ in 0..98 {
+            h.record(10); // bucket [8, 16) µs
+        }
+        let before = h.clone();
+        h.record(1500); // [1024, 2048) µs
+        h.record(3000); // [2048, 4096) µs
+        assert_eq!(h.quantile_ms(0.5), Some(0.016));
+        assert_eq!(h.quantile_ms(0.99), Some(2.048));
+        assert_eq!(h.quantile_ms(1.0), Some(4.096));
+        let run = h.since(&before);
+        assert_eq!(run.samples(), 2);
+        assert_eq!(run.quantile_ms(0.5), Some(2.048));
+        let mut big = LagHistogram::default();
+        big.record(u64::MAX);
+        assert_eq!(big.counts[LagHistogram::BUCKETS - 1], 1);
     }
 }

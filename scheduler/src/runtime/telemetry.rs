@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
-/// Requests answered by a worker, by model (label `outcome="answered"`, counted when their batch
-/// reports done); rejections are counted in [`REJECTED`].
+/// Requests answered with a worker's result, by model (label `outcome="answered"`, counted by
+/// the gateway as it forwards the answers); rejections are counted in [`REJECTED`].
 pub const REQUESTS: &str = "baton_requests_total";
 /// Rejections by model and reason.
 pub const REJECTED: &str = "baton_rejected_total";
@@ -32,8 +32,16 @@ pub const WORKER_BATCHES: &str = "baton_worker_inflight_batches";
 /// `_sum` is the worker's busy time: `rate(baton_worker_exec_seconds_sum[1m])` is its occupancy
 /// (0 to 1), and the sum of those rates over the fleet is the number of devices' worth of work.
 pub const WORKER_EXEC: &str = "baton_worker_exec_seconds";
-/// Bytes of request payload the gateway holds.
+/// Bytes a gateway holds (bodies plus the per-request overhead), by gateway.
 pub const HELD_BYTES: &str = "baton_gateway_held_bytes";
+/// Requests a gateway holds (received, not yet answered), by gateway.
+pub const HELD_REQUESTS: &str = "baton_gateway_held_requests";
+/// Answers a gateway dropped because their request had been answered already (first answer wins).
+pub const DUPLICATES_DROPPED: &str = "baton_gateway_duplicates_dropped_total";
+/// Requests per `Arrivals` message a gateway sends the dispatcher.
+pub const ARRIVALS_PER_MESSAGE: &str = "baton_gateway_arrivals_per_message";
+/// Gateways the dispatcher declared dead (missed heartbeats).
+pub const GATEWAYS_LOST: &str = "baton_gateways_lost_total";
 /// NATS slow-consumer events (messages the NATS client dropped).
 pub const SLOW_CONSUMER: &str = "baton_slow_consumer_total";
 /// Requests the intake admitted or shed before decoding (label `verdict`).
@@ -58,6 +66,7 @@ pub fn install(listen: &str) -> Result<()> {
         .set_buckets_for_metric(Matcher::Full(DISPATCHER_LAG.into()), &ms)?
         .set_buckets_for_metric(Matcher::Full(PLAN_TO_START.into()), &ms)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &sizes)?
+        .set_buckets_for_metric(Matcher::Full(ARRIVALS_PER_MESSAGE.into()), &sizes)?
         .install()
         .with_context(|| format!("serving metrics on {addr} (is the port in use? set metrics.listen)"))?;
     Ok(())
