@@ -271,6 +271,11 @@ impl Client {
         into_result(reply)
     }
 
+    /// How long after a request's SLO the client still waits for its reply.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
     /// Sends a prepared request and returns Baton's reply as is (including
     /// rejections, which [`Client::infer`] turns into errors).
     pub async fn send(&self, model: &str, req: &InferRequest, slo: Duration) -> Result<InferReply, ClientError> {

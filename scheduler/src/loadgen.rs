@@ -147,6 +147,9 @@ pub struct Summary {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Replies beyond the first for one request (counted only by [`run_one_inbox`], which sees
+    /// every reply; the request API keeps only the first).
+    pub duplicates: u64,
 }
 
 impl Summary {
@@ -169,6 +172,9 @@ impl Summary {
         );
         for (r, n) in &self.rejected_by_reason {
             s.push_str(&format!("  rejected {r}: {n}\n"));
+        }
+        if self.duplicates > 0 {
+            s.push_str(&format!("  DUPLICATE replies: {}\n", self.duplicates));
         }
         for e in &self.error_examples {
             s.push_str(&format!("  error: {e}\n"));
@@ -215,12 +221,22 @@ pub async fn run(client: &Client, schedule: &Schedule, payload: &Payload, slo: D
     }
     let sending = wall.elapsed();
     drop(tx);
+    let mut outcomes = Vec::with_capacity(sent as usize);
+    while let Some(o) = rx.recv().await {
+        outcomes.push(o);
+    }
+    summarize(sent, outcomes, sending)
+}
+
+/// Counts outcomes; rates are over `sending`, the time it took to send everything (the
+/// schedule's span, unless the sender fell behind).
+fn summarize(sent: u64, outcomes: Vec<Outcome>, sending: Duration) -> Summary {
     let mut s = Summary {
         sent,
         ..Summary::default()
     };
     let mut lat = Vec::new();
-    while let Some(o) = rx.recv().await {
+    for o in outcomes {
         match o {
             Outcome::Ok { latency, late } => {
                 s.ok += 1;
@@ -242,8 +258,6 @@ pub async fn run(client: &Client, schedule: &Schedule, payload: &Payload, slo: D
             Outcome::Timeout => s.timeouts += 1,
         }
     }
-    // Rates over the time it took to send everything (the schedule's span,
-    // unless the sender fell behind).
     let secs = sending.as_secs_f64().max(1e-3);
     s.duration_s = secs;
     s.achieved_rps = sent as f64 / secs;
@@ -259,5 +273,100 @@ pub async fn run(client: &Client, schedule: &Schedule, payload: &Payload, slo: D
     s.p50_ms = pct(0.5);
     s.p99_ms = pct(0.99);
     s.max_ms = lat.last().copied().unwrap_or(0.0);
+    s
+}
+
+/// Like [`run`], but without a task and a request per message: every request is published with
+/// a reply subject of its own under one inbox prefix (`_INBOX.<random>.<seq>`), one
+/// subscription takes every reply, and a request without a reply by its SLO plus the client's
+/// grace is a timeout. It sends and counts several times faster than [`run`], so it is the one
+/// to measure a server's ceiling with, and it sees duplicate replies, which it counts. A request
+/// that no server listens for is a timeout here, not an error.
+pub async fn run_one_inbox(client: &Client, schedule: &Schedule, payload: &Payload, slo: Duration) -> Summary {
+    use futures::StreamExt;
+    let nats = client.nats().clone();
+    let prefix = format!("_INBOX.{}", uuid::Uuid::new_v4().simple());
+    let n = schedule.arrivals.len();
+    let mut sub = match nats.subscribe(format!("{prefix}.>")).await {
+        Ok(s) => s,
+        Err(e) => {
+            return Summary {
+                sent: n as u64,
+                errors: n as u64,
+                error_examples: vec![format!("cannot subscribe to replies: {e}")],
+                ..Summary::default()
+            }
+        }
+    };
+    let _ = nats.flush().await;
+    let start = Instant::now();
+    // Send times in ns after `start`, written before each publish, read by the receiver.
+    let sent_at: Arc<Vec<std::sync::atomic::AtomicU64>> =
+        Arc::new((0..n).map(|_| std::sync::atomic::AtomicU64::new(u64::MAX)).collect());
+    let wait = slo + client.grace();
+    let last_due = schedule.duration() + wait + Duration::from_millis(200);
+    let receiver = {
+        let sent_at = sent_at.clone();
+        let prefix_len = prefix.len() + 1;
+        tokio::spawn(async move {
+            let mut first: Vec<Option<Outcome>> = vec![None; n];
+            let mut duplicates = 0u64;
+            let end = tokio::time::Instant::from_std(start + last_due);
+            while let Ok(Some(m)) = tokio::time::timeout_at(end, sub.next()).await {
+                let Some(seq) = m.subject.get(prefix_len..).and_then(|s| s.parse::<usize>().ok()) else {
+                    continue;
+                };
+                let Some(slot) = first.get_mut(seq) else { continue };
+                if slot.is_some() {
+                    duplicates += 1;
+                    continue;
+                }
+                let t0 = sent_at[seq].load(std::sync::atomic::Ordering::Relaxed);
+                let latency = start.elapsed().saturating_sub(Duration::from_nanos(t0));
+                *slot = Some(match baton_common::wire::decode::<baton_common::wire::InferReply>(&m.payload) {
+                    Ok(r) => match r.status {
+                        Status::Ok if latency <= wait => Outcome::Ok {
+                            latency,
+                            late: r.late || latency > slo,
+                        },
+                        Status::Ok => Outcome::Timeout,
+                        Status::Rejected => {
+                            Outcome::Rejected(r.reason.map_or("unspecified".into(), |x| x.as_str().into()))
+                        }
+                        Status::Error => Outcome::Error(r.error.unwrap_or_default()),
+                    },
+                    Err(e) => Outcome::Error(format!("undecodable reply: {e}")),
+                });
+                if duplicates == 0 && first.iter().all(Option::is_some) {
+                    break;
+                }
+            }
+            (first, duplicates)
+        })
+    };
+    let tstart = tokio::time::Instant::from_std(start);
+    for (seq, (at, model)) in schedule.arrivals.iter().enumerate() {
+        tokio::time::sleep_until(tstart + *at).await;
+        let req = InferRequest {
+            id: Some(seq.to_string()),
+            inputs: vec![payload.tensor(seq as u64)],
+            slo_ms: Some(slo.as_secs_f64() * 1e3),
+            priority: None,
+        };
+        let body = bytes::Bytes::from(baton_common::wire::encode(&req));
+        sent_at[seq].store(start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = nats
+            .publish_with_reply(baton_common::subjects::infer(model), format!("{prefix}.{seq}"), body)
+            .await
+        {
+            tracing::warn!("publish failed: {e}");
+        }
+    }
+    let sending = start.elapsed();
+    let _ = nats.flush().await;
+    let (first, duplicates) = receiver.await.unwrap_or_default();
+    let outcomes: Vec<Outcome> = first.into_iter().map(|o| o.unwrap_or(Outcome::Timeout)).collect();
+    let mut s = summarize(n as u64, outcomes, sending);
+    s.duplicates = duplicates;
     s
 }

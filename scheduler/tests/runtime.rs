@@ -33,19 +33,41 @@ struct Cluster {
     _serial: tokio::sync::MutexGuard<'static, ()>,
     nats: NatsServer,
     scheduler: Option<Child>,
+    /// `baton gateway` processes (none when the scheduler runs its own).
+    gateways: BTreeMap<String, Child>,
     workers: BTreeMap<String, Child>,
     client: Client,
 }
 
 impl Cluster {
+    /// The one-laptop set-up: the scheduler with its embedded gateway.
     async fn start() -> Self {
+        Self::start_with_gateways(0).await
+    }
+
+    /// The dispatcher alone, and `gateways` gateway processes `g0`, `g1`… (with 0, the
+    /// scheduler runs its embedded gateway).
+    async fn start_with_gateways(gateways: usize) -> Self {
         let serial = SERIAL.lock().await;
         let nats = NatsServer::start().expect("nats-server (run deploy/setup/nats-server.sh)");
-        let scheduler = Some(
-            baton_common::testing::scheduler_command(bin("baton"), &nats.url())
-                .spawn()
-                .expect("start baton scheduler"),
-        );
+        let mut cmd = baton_common::testing::scheduler_command(bin("baton"), &nats.url());
+        if gateways > 0 {
+            cmd.env("BATON_SCHEDULER__EMBEDDED_GATEWAY", "false");
+        }
+        let scheduler = Some(cmd.spawn().expect("start baton scheduler"));
+        let gateways = (0..gateways)
+            .map(|i| {
+                let id = format!("g{i}");
+                let child = Command::new(bin("baton"))
+                    .args(["gateway", "--nats", &nats.url(), "--id", &id])
+                    .env("BATON_METRICS__LISTEN", "127.0.0.1:0")
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("start baton gateway");
+                (id, child)
+            })
+            .collect();
         let client = ClientOptions::new()
             .name("test")
             .grace(Duration::from_secs(2))
@@ -56,6 +78,7 @@ impl Cluster {
             _serial: serial,
             nats,
             scheduler,
+            gateways,
             workers: BTreeMap::new(),
             client,
         };
@@ -121,6 +144,35 @@ impl Cluster {
         }
     }
 
+    /// Waits until no gateway holds a request and the dispatcher has none in flight (gateways
+    /// report every 250 ms), and returns that status.
+    async fn wait_drained(&self) -> SchedStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.status().await {
+                let idle = s.held_requests == 0
+                    && s.inflight_requests == 0
+                    && s.gateways.iter().all(|g| g.held_requests == 0 && g.inflight_requests == 0)
+                    && s.models.iter().all(|m| m.queue_depth == 0)
+                    && s.workers.iter().all(|w| w.inflight_batches == 0);
+                if idle && !s.gateways.is_empty() {
+                    return s;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "requests still held or in flight 10 s after the load: {s:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn kill_gateway(&mut self, id: &str) {
+        let mut child = self.gateways.remove(id).expect("known gateway");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     fn signal(&self, id: &str, sig: &str) {
         let child = self.workers.get(id).expect("known worker");
         let ok = Command::new("kill")
@@ -138,7 +190,12 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for c in self.workers.values_mut().chain(self.scheduler.as_mut()) {
+        for c in self
+            .workers
+            .values_mut()
+            .chain(self.gateways.values_mut())
+            .chain(self.scheduler.as_mut())
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -420,11 +477,162 @@ async fn overload_is_shed_before_decoding_and_every_request_is_answered_once() {
     // Before shedding at intake, 60k req/s offered left 1,250 req/s served (docs/benchmarks.md).
     assert!(ok as f64 / secs >= 2_500.0, "goodput collapsed: {summary}");
 
-    let s = c.status().await.expect("status");
-    assert_eq!(s.held_requests, 0, "{s:?}");
-    assert!(s.models.iter().all(|m| m.queue_depth == 0), "{s:?}");
-    assert!(s.workers.iter().all(|w| w.inflight_batches == 0), "{s:?}");
+    let s = c.wait_drained().await;
     assert_eq!(s.intake.slow_consumer_events, 0, "{s:?}");
     assert_eq!(s.intake.admitted + s.intake.shed, sent as u64, "{s:?}");
     assert_eq!(s.intake.shed, shed, "{s:?}");
+}
+
+/// Requests sent at `rate` for `secs`, each with a reply inbox of its own
+/// (`_INBOX.counted.<n>`), and the replies each one got.
+struct Counted {
+    sent: usize,
+    replies: Vec<Vec<baton_common::wire::InferReply>>,
+}
+
+impl Counted {
+    fn unanswered(&self) -> usize {
+        self.replies.iter().filter(|r| r.is_empty()).count()
+    }
+
+    fn answered_twice(&self) -> usize {
+        self.replies.iter().filter(|r| r.len() > 1).count()
+    }
+
+    fn ok(&self) -> usize {
+        self.replies
+            .iter()
+            .filter(|r| r.first().is_some_and(|r| r.status == Status::Ok))
+            .count()
+    }
+
+    fn summary(&self) -> String {
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        for r in self.replies.iter().filter_map(|r| r.first()) {
+            let k = r.reason.map_or(format!("{:?}", r.status), |x| x.as_str().to_string());
+            *reasons.entry(k).or_default() += 1;
+        }
+        format!(
+            "sent {}, ok {}, unanswered {}, answered more than once {}, first replies by outcome {reasons:?}",
+            self.sent,
+            self.ok(),
+            self.unanswered(),
+            self.answered_twice()
+        )
+    }
+}
+
+/// Sends `rate` req/s for `secs` and counts every reply, waiting `settle` after the last
+/// request for late (or duplicate) replies.
+async fn counted_load(c: &Cluster, rate: f64, secs: f64, settle: Duration) -> Counted {
+    use futures::StreamExt;
+    let nats = async_nats::ConnectOptions::new()
+        .subscription_capacity(1 << 20)
+        .connect(c.nats.url())
+        .await
+        .expect("connect");
+    let mut inbox = nats.subscribe("_INBOX.counted.>").await.expect("subscribe");
+    nats.flush().await.expect("flush");
+    let n = (rate * secs) as usize;
+    let counter = tokio::spawn(async move {
+        let mut replies = vec![Vec::new(); n];
+        let end = Instant::now() + Duration::from_secs_f64(secs) + settle;
+        while let Ok(Some(m)) = tokio::time::timeout_at(end.into(), inbox.next()).await {
+            let seq: usize = m.subject.rsplit('.').next().unwrap().parse().unwrap();
+            let r: baton_common::wire::InferReply = baton_common::wire::decode(&m.payload).unwrap();
+            replies[seq].push(r);
+        }
+        replies
+    });
+    let start = Instant::now();
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let body = baton_common::wire::encode(&InferRequest {
+            id: Some(format!("r{i}")),
+            inputs: vec![u8s(16)],
+            slo_ms: Some(100.0),
+            priority: None,
+        });
+        nats.publish_with_reply(subjects::infer("m"), format!("_INBOX.counted.{i}"), body.into())
+            .await
+            .expect("publish");
+    }
+    nats.flush().await.expect("flush");
+    Counted {
+        sent: n,
+        replies: counter.await.unwrap(),
+    }
+}
+
+/// Two `baton gateway` processes in front of a dispatcher that runs none: the load is served
+/// as with the embedded gateway, and afterwards nothing is held anywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn separate_gateways_serve_and_hold_nothing_afterwards() {
+    let mut c = Cluster::start_with_gateways(2).await;
+    c.worker("w0", FAST);
+    c.worker("w1", FAST);
+    c.wait_workers(2).await;
+    let s = c.load(400.0, 3.0, 100).await;
+    adds_up(&s);
+    assert_eq!((s.errors, s.timeouts), (0, 0), "{s:?}");
+    assert!(s.ok as f64 >= 0.99 * s.sent as f64, "{s:?}");
+    let st = c.wait_drained().await;
+    assert_eq!(st.gateways.len(), 2, "{st:?}");
+    // Metadata reached the dispatcher batched, never more messages than requests.
+    assert!(st.arrival_messages_total <= st.arrivals_total, "{st:?}");
+    assert_eq!(st.arrivals_total, s.sent, "{st:?}");
+}
+
+/// A gateway killed under load: the requests it held are lost to their clients (they time
+/// out), every other request is answered exactly once, and the dispatcher forgets the dead
+/// gateway and its requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_gateway_loses_only_what_it_held() {
+    let mut c = Cluster::start_with_gateways(2).await;
+    c.worker("w0", FAST);
+    c.worker("w1", FAST);
+    c.wait_workers(2).await;
+    let load = counted_load(&c, 400.0, 4.0, Duration::from_secs(3));
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Not `kill_gateway`: that needs `&mut c` while the load borrows it.
+        let pid = c.gateways["g0"].id();
+        assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    };
+    let (r, ()) = tokio::join!(load, kill);
+    c.kill_gateway("g0");
+    let summary = r.summary();
+    eprintln!("{summary}");
+    assert_eq!(r.answered_twice(), 0, "{summary}");
+    // Lost: what g0 held when it died, at 400 req/s over two gateways a few ms' worth.
+    assert!(r.unanswered() <= 40, "{summary}");
+    assert!(r.ok() as f64 >= 0.95 * r.sent as f64, "{summary}");
+    let st = c.wait_drained().await;
+    assert_eq!(st.gateways.len(), 1, "the dead gateway is still listed: {st:?}");
+    assert_eq!(st.gateways[0].id, "g1", "{st:?}");
+}
+
+/// A worker frozen (SIGSTOP) for 2 s under load and resumed: it is declared dead, its requests
+/// are re-planned or answered `worker_lost`, and when it wakes and answers them too, the
+/// gateway drops those answers. Every request is answered exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_worker_causes_no_duplicate_replies() {
+    let mut c = Cluster::start().await;
+    c.worker("w0", FAST);
+    c.worker("w1", FAST);
+    c.wait_workers(2).await;
+    let load = counted_load(&c, 300.0, 5.0, Duration::from_secs(3));
+    let freeze = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        c.signal("w0", "-STOP");
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        c.signal("w0", "-CONT");
+    };
+    let (r, ()) = tokio::join!(load, freeze);
+    let summary = r.summary();
+    eprintln!("{summary}");
+    assert_eq!((r.unanswered(), r.answered_twice()), (0, 0), "{summary}");
+    assert!(r.ok() as f64 >= 0.8 * r.sent as f64, "{summary}");
+    c.wait_drained().await;
 }
