@@ -1,10 +1,11 @@
 //! The emulated backend: a model that is only a latency profile.
 //!
-//! It lets Baton run end to end — scheduler, NATS, workers, replies — on a machine without a GPU,
-//! at the speed of the real model it stands in for: a batch of `b` valid requests takes the
-//! profile's mean forward latency `mean(b) + pre + post`, slept on the execution thread, exactly
-//! where a real forward pass would block (or, for the many emulated workers of a fleet, awaited
-//! on a tokio timer: [`EmulatedBackend::compute`] gives the results and the time to take).
+//! It lets Baton run end to end — gateways, scheduler, NATS, workers, replies — on a machine
+//! without a GPU, at the speed of the real model it stands in for: a batch of `b` valid requests
+//! takes the profile's mean forward latency `mean(b) + pre + post`, slept on the execution
+//! thread, exactly where a real forward pass would block (or, for the many emulated workers of a
+//! fleet, awaited on a tokio timer: [`EmulatedBackend::compute`] gives the results and the time
+//! to take).
 //!
 //! Each model still declares its input (dtype and shape) and checks every request against it, so
 //! the `bad_request` path is the same as the torch backend's. Its output is a deterministic

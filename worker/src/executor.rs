@@ -16,7 +16,7 @@
 //! A panicking backend is caught and turned into a failed batch, so its requests are still
 //! answered and the thread lives on.
 //!
-//! A batch the scheduler revoked while it waited in the channel is not run: the executor checks
+//! A batch the dispatcher revoked while it waited in the channel is not run: the executor checks
 //! [`Executor::revoke`]'s set as it takes each batch, and hands it back as
 //! [`Executed::revoked`] (to be dropped without an answer).
 
@@ -31,7 +31,7 @@ use baton_common::control::BatchPlanMsg;
 use baton_common::ids::BatchUuid;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::assembly::ReadyBatch;
+use crate::assembly::{ItemMeta, ReadyBatch};
 use crate::backend::{Backend, BackendError, ItemResult, ModelInfo};
 use crate::emulated::EmulatedBackend;
 
@@ -78,6 +78,8 @@ pub struct Executed {
     pub plan: BatchPlanMsg,
     /// When the plan arrived at the worker.
     pub received: Instant,
+    /// `items[i]` describes item `i` of the plan: whose request it is, for its reply.
+    pub items: Vec<ItemMeta>,
     pub started: Instant,
     pub finished: Instant,
     /// One result per plan item, or the whole batch's failure.
@@ -86,13 +88,14 @@ pub struct Executed {
     pub revoked: bool,
 }
 
-/// Why a batch was not handed to the execution thread.
+/// Why a batch was not handed to the execution thread; either way the batch comes back (boxed:
+/// a batch is large for an error, and these are the uncommon paths).
 #[derive(Debug)]
 pub enum SubmitError {
     /// The queue is full; try again after a batch finishes.
-    Full(ReadyBatch),
+    Full(Box<ReadyBatch>),
     /// The execution thread is gone; the batch cannot run.
-    Gone(ReadyBatch),
+    Gone(Box<ReadyBatch>),
 }
 
 /// Handle to the executor. Dropping it closes the queue (the executor finishes the batches
@@ -124,6 +127,7 @@ fn skipped(batch: ReadyBatch, started: Instant) -> Executed {
     Executed {
         plan: batch.plan,
         received: batch.received,
+        items: batch.items,
         started,
         finished: started,
         results: Ok(Vec::new()),
@@ -148,6 +152,7 @@ fn finished(batch: ReadyBatch, started: Instant, results: Result<Vec<ItemResult>
     Executed {
         plan: batch.plan,
         received: batch.received,
+        items: batch.items,
         started,
         finished: Instant::now(),
         results,
@@ -249,14 +254,14 @@ impl Executor {
     pub fn try_submit(&self, batch: ReadyBatch) -> Result<(), SubmitError> {
         use tokio::sync::mpsc::error::TrySendError as TaskSendError;
         match &self.jobs {
-            None => Err(SubmitError::Gone(batch)),
+            None => Err(SubmitError::Gone(Box::new(batch))),
             Some(Jobs::Thread(jobs)) => jobs.try_send(batch).map_err(|e| match e {
-                TrySendError::Full(b) => SubmitError::Full(b),
-                TrySendError::Disconnected(b) => SubmitError::Gone(b),
+                TrySendError::Full(b) => SubmitError::Full(Box::new(b)),
+                TrySendError::Disconnected(b) => SubmitError::Gone(Box::new(b)),
             }),
             Some(Jobs::Timer(jobs)) => jobs.try_send(batch).map_err(|e| match e {
-                TaskSendError::Full(b) => SubmitError::Full(b),
-                TaskSendError::Closed(b) => SubmitError::Gone(b),
+                TaskSendError::Full(b) => SubmitError::Full(Box::new(b)),
+                TaskSendError::Closed(b) => SubmitError::Gone(Box::new(b)),
             }),
         }
     }
@@ -282,7 +287,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use baton_common::control::{BatchPlanMsg, PlanItem};
+    use baton_common::control::{BatchPlanMsg, PlanPart};
     use baton_common::ids::BatchUuid;
     use baton_common::profile::Profile;
     use baton_common::wire::Tensor;
@@ -316,17 +321,20 @@ mod tests {
             plan: BatchPlanMsg {
                 batch_id: BatchUuid::random(),
                 model: model.into(),
-                items: (0..n)
-                    .map(|i| PlanItem {
-                        request_id: format!("r{i}").into(),
-                        reply_to: format!("_INBOX.{i}"),
-                        queued_us: 0,
-                    })
-                    .collect(),
+                parts: vec![PlanPart {
+                    gateway: "g1".into(),
+                    requests: (0..n as u64).collect(),
+                }],
                 budget_us: 1000,
                 late: false,
             },
             received: Instant::now(),
+            items: (0..n)
+                .map(|i| ItemMeta {
+                    id: format!("r{i}").into(),
+                    queued_us: 0,
+                })
+                .collect(),
             inputs: vec![vec![]; n],
         }
     }

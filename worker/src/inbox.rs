@@ -4,16 +4,17 @@
 //! dropping a plan would leave its requests unanswered. So a dedicated task drains the
 //! subscription as fast as messages come, decodes them (off the runtime loop) and puts them in the
 //! worker's own bounded queue. If that queue is full, the task decides what is lost, and makes
-//! sure it is never silent: an overflowing plan's requests are answered `overloaded` on the spot
-//! (and its batch reported done); an overflowing input is dropped and counted, and its plan then
-//! expires and is answered with an error.
+//! sure it is never silent: an overflowing plan's requests are answered `overloaded` on the spot,
+//! through their gateways (and its batch reported done); an overflowing inputs message (a
+//! gateway's share of a batch) is dropped and counted, and its plan then expires and its
+//! requests are answered with an error.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::{Client, Subscriber};
-use baton_common::control::{BatchInput, BatchPlanMsg, Revoke};
+use baton_common::control::{BatchInputs, BatchPlanMsg, Revoke};
 use baton_common::ids::WorkerName;
 use baton_common::subjects;
 use baton_common::wire::{decode, RejectReason};
@@ -27,9 +28,13 @@ use crate::answer;
 /// A decoded message for the worker.
 #[derive(Debug)]
 pub enum Inbound {
+    /// A batch to run, from the dispatcher.
     Plan { plan: BatchPlanMsg, received: Instant },
-    Input { input: BatchInput, received: Instant },
+    /// A gateway's inputs for (part of) a batch.
+    Inputs { inputs: BatchInputs, received: Instant },
+    /// Sent by the dispatcher, on the connection of the plans it names.
     Revoke(Revoke),
+    /// The registry asks the worker to say hello again.
     Rehello,
 }
 
@@ -42,9 +47,10 @@ pub struct InboxStats {
     pub malformed: AtomicU64,
     /// Plans answered `overloaded` because the queue was full.
     pub plans_overflowed: AtomicU64,
-    /// Inputs dropped because the queue was full.
+    /// Inputs messages dropped because the queue was full.
     pub inputs_overflowed: AtomicU64,
-    /// Revoked batches dropped before they ran (not answered: the scheduler did).
+    /// Revoked batches dropped before they ran (not answered: the dispatcher re-planned or
+    /// rejected their requests).
     pub revoked_dropped: AtomicU64,
     /// Revoked batches that had already started, so ran and were answered anyway.
     pub revoked_too_late: AtomicU64,
@@ -91,7 +97,7 @@ pub async fn drain(
         let received = Instant::now();
         let subject = msg.subject.as_str();
         let inbound = if subject == input_subject {
-            decode::<BatchInput>(&msg.payload).map(|input| Inbound::Input { input, received })
+            decode::<BatchInputs>(&msg.payload).map(|inputs| Inbound::Inputs { inputs, received })
         } else if subject == plan_subject {
             decode::<BatchPlanMsg>(&msg.payload).map(|plan| Inbound::Plan { plan, received })
         } else if subject == rehello_subject {
@@ -116,19 +122,20 @@ pub async fn drain(
             Err(TrySendError::Closed(_)) => break,
             Err(TrySendError::Full(Inbound::Plan { plan, .. })) => {
                 let n = InboxStats::bump(&stats.plans_overflowed);
-                warn!(batch = %plan.batch_id, total = n, "inbox full: plan answered `overloaded`");
+                let batch = plan.batch_id;
+                warn!(%batch, total = n, "inbox full: plan answered `overloaded`");
                 let a = answer::rejected(
                     &worker_id,
-                    &plan,
+                    plan,
                     RejectReason::Overloaded,
                     &format!("worker `{worker_id}` is overloaded: its inbox is full"),
                 );
                 a.publish(&client).await;
             }
-            Err(TrySendError::Full(Inbound::Input { input, .. })) => {
+            Err(TrySendError::Full(Inbound::Inputs { inputs, .. })) => {
                 let n = InboxStats::bump(&stats.inputs_overflowed);
-                warn!(batch = %input.batch_id, index = input.index, total = n,
-                    "inbox full: input dropped (its batch will expire and be answered with an error)");
+                warn!(batch = %inputs.batch_id, items = inputs.items.len(), total = n,
+                    "inbox full: inputs dropped (their batch will expire and be answered with an error)");
             }
             Err(TrySendError::Full(Inbound::Rehello)) => debug!("inbox full: rehello dropped"),
             // Rare and small, and losing one could let a revoked batch run: wait for room.

@@ -2,15 +2,16 @@
 //!
 //! ```text
 //!  NATS baton.worker.<id>.>  ──drain task──▶ bounded inbox ──▶ ┌──────────────┐
-//!                                                               │ runtime loop │──▶ replies, BatchDone,
-//!  execution thread (Backend) ──────────── Executed ──────────▶ │  (this file) │    hello, heartbeat,
+//!  (plans, revokes: dispatcher;                                 │ runtime loop │──▶ BatchResults to each
+//!   inputs: gateways)                                           │  (this file) │    gateway, BatchDone,
+//!  execution thread (Backend) ──────────── Executed ──────────▶ │              │    hello, heartbeat,
 //!  heartbeat tick, assembly timers, shutdown signal ──────────▶ └──────────────┘    goodbye
 //! ```
 //!
 //! The loop is the worker "actor": a single owner of the [`Assembler`], the queue of ready
 //! batches and the execution thread's handle, fed by channels, so no state is shared or locked.
 //! It is a plain tokio task rather than an actix actor because every step ends in async NATS
-//! publishes whose order matters (a batch's replies before its `BatchDone`, everything before
+//! publishes whose order matters (a batch's results before its `BatchDone`, everything before
 //! `Goodbye`): awaiting them in sequence in one task gives that order for free, while an actix
 //! handler would have to spawn them or block its own mailbox. A plain `async fn run` is also
 //! `Send`, so tests and other binaries run a worker on any tokio runtime.
@@ -20,19 +21,25 @@
 //! `baton-worker fleet` runs thousands of emulated workers in one process (`crate::fleet`)
 //! with exactly the protocol code of a real one.
 //!
-//! Revokes (`baton.worker.<id>.revoke`): the scheduler declared this worker dead and answered
-//! the named batches itself. A revoked batch still assembling, waiting in the runtime's queue or
-//! in the execution thread's channel is dropped without a reply or `BatchDone`; one already
-//! running is finished and answered (the scheduler ignores its `BatchDone`). Because a stall
-//! delivers a plan, its inputs and its revoke in one burst, the loop handles every message
-//! already in the inbox before it hands newly complete batches to the execution thread.
+//! Answers: the worker never talks to clients. Each batch's answers go to the gateways holding
+//! its requests, each gateway its own as `BatchResults` on `baton.gateway.<gw>.results`
+//! ([`crate::answer`]), then the `BatchDone` to the dispatcher.
+//!
+//! Revokes (`baton.worker.<id>.revoke`, from the dispatcher on the connection of its plans): the
+//! dispatcher declared this worker dead and re-planned or rejected the named batches' requests.
+//! A revoked batch still assembling, waiting in the runtime's queue or in the execution thread's
+//! channel is dropped without results or `BatchDone`; one already running is finished and
+//! answered (the dispatcher ignores its `BatchDone`, the gateways drop answers to requests already
+//! answered). Because a stall delivers a plan, its inputs and its revoke in one burst, the loop
+//! handles every message already in the inbox before it hands newly complete batches to the
+//! execution thread.
 //!
 //! Shutdown (the `shutdown` future resolving, e.g. on SIGTERM): the heartbeat state becomes
 //! `draining`, plans that still arrive are answered `shutting_down`, batches already received
 //! are finished (or expire), then `Goodbye` is published, the connection flushed, and
 //! [`run`] returns.
 //!
-//! Longer than ~600 lines on purpose: the loop (`Worker`, about 270 lines) is one state machine
+//! Longer than ~600 lines on purpose: the loop (`Worker`, about 300 lines) is one state machine
 //! with one owner, and the start-up code beside it (config, hello, connection, `start_on` for
 //! the fleet) is what builds it; split, either half would only make sense read with the other.
 
@@ -53,7 +60,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::answer::{self, Answer};
-use crate::assembly::{Assembler, AssemblyLimits, DropReason, InputOutcome, PlanOutcome, ReadyBatch, RevokeOutcome};
+use crate::assembly::{
+    Assembler, AssemblyLimits, DeclineOutcome, DropReason, InputOutcome, PlanOutcome, ReadyBatch, RevokeOutcome,
+};
 use crate::backend::Backend;
 use crate::executor::{Executed, Execution, Executor, SubmitError};
 use crate::inbox::{self, Inbound, InboxStats};
@@ -384,7 +393,7 @@ struct Worker {
     ready: VecDeque<ReadyBatch>,
     /// Batches handed to the execution thread and not yet back.
     running: usize,
-    /// Those batches by id, with whether the scheduler has revoked them since.
+    /// Those batches by id, with whether the dispatcher has revoked them since.
     in_exec: HashMap<BatchUuid, bool>,
     /// Complete batches stay in `ready` while a burst of inbound messages is handled.
     hold: bool,
@@ -446,13 +455,13 @@ impl Worker {
                     self.feed_executor().await;
                     if executed.revoked {
                         let n = InboxStats::bump(&self.stats.revoked_dropped);
-                        info!(batch = %id, total = n, "revoked batch dropped before it ran (the scheduler answered it)");
+                        info!(batch = %id, total = n, "revoked batch dropped before it ran (the dispatcher re-planned it)");
                         continue;
                     }
                     if revoke_asked {
                         let n = InboxStats::bump(&self.stats.revoked_too_late);
                         warn!(batch = %id, total = n,
-                            "revoked batch had already started: answered anyway (its requests may get a second reply)");
+                            "revoked batch had already started: answered anyway (its gateways drop answers already given)");
                     }
                     answer::executed(&self.config.id, executed).publish(&self.client).await;
                 }
@@ -515,13 +524,24 @@ impl Worker {
                     None
                 };
                 if let Some((reason, message)) = reject {
-                    info!(batch = %plan.batch_id, %reason, "plan declined");
-                    answer::rejected(&self.config.id, &plan, reason, &message)
-                        .publish(&self.client)
-                        .await;
+                    match self.assembler.decline(plan) {
+                        DeclineOutcome::Declined(plan) => {
+                            info!(batch = %plan.batch_id, %reason, "plan declined");
+                            answer::rejected(&self.config.id, plan, reason, &message)
+                                .publish(&self.client)
+                                .await;
+                        }
+                        DeclineOutcome::Duplicate(plan) => {
+                            warn!(batch = %plan.batch_id, "duplicate plan ignored (its requests are answered once)");
+                        }
+                        DeclineOutcome::Revoked(plan) => {
+                            let n = InboxStats::bump(&self.stats.revoked_dropped);
+                            info!(batch = %plan.batch_id, total = n, "plan of a revoked batch dropped unanswered");
+                        }
+                    }
                     return;
                 }
-                debug!(batch = %plan.batch_id, model = plan.model, size = plan.items.len(), "plan");
+                debug!(batch = %plan.batch_id, model = plan.model, size = plan.len(), "plan");
                 match self.assembler.on_plan(plan, received) {
                     PlanOutcome::Ready(batch) => self.submit(batch).await,
                     PlanOutcome::Waiting => {}
@@ -534,29 +554,34 @@ impl Worker {
                     }
                 }
             }
-            Inbound::Input { input, received } => {
-                let (batch, index) = (input.batch_id, input.index);
-                match self.assembler.on_input(input, received) {
-                    InputOutcome::Ready(ready) => self.submit(ready).await,
-                    InputOutcome::Stored | InputOutcome::Orphan => {}
-                    InputOutcome::Dropped(DropReason::Closed | DropReason::Revoked) => {
-                        debug!(%batch, index, "input for a closed or revoked batch dropped");
+            Inbound::Inputs { inputs, received } => {
+                let batch = inputs.batch_id;
+                let mut late = 0;
+                for item in inputs.items {
+                    let index = item.index;
+                    match self.assembler.on_input(batch, item, received) {
+                        InputOutcome::Ready(ready) => self.submit(ready).await,
+                        InputOutcome::Stored | InputOutcome::Orphan => {}
+                        InputOutcome::Dropped(DropReason::Closed | DropReason::Revoked) => late += 1,
+                        InputOutcome::Dropped(reason) => warn!(%batch, index, ?reason, "input dropped"),
                     }
-                    InputOutcome::Dropped(reason) => warn!(%batch, index, ?reason, "input dropped"),
+                }
+                if late > 0 {
+                    debug!(%batch, inputs = late, "inputs for a closed or revoked batch dropped");
                 }
             }
         }
     }
 
-    /// The scheduler answered these batches itself: drop those that have not started, unanswered.
+    /// The dispatcher took these batches back: drop those that have not started, unanswered.
     fn on_revoke(&mut self, ids: &[BatchUuid]) {
         let now = Instant::now();
         for &id in ids {
             match self.assembler.revoke(id, now) {
                 RevokeOutcome::Dropped(plan) => {
                     let n = InboxStats::bump(&self.stats.revoked_dropped);
-                    info!(batch = %id, size = plan.items.len(), total = n,
-                        "revoked batch dropped while assembling (the scheduler answered it)");
+                    info!(batch = %id, size = plan.len(), total = n,
+                        "revoked batch dropped while assembling (the dispatcher re-planned it)");
                     continue;
                 }
                 RevokeOutcome::OrphansDropped => {
@@ -568,8 +593,8 @@ impl Worker {
             if let Some(at) = self.ready.iter().position(|b| b.plan.batch_id == id) {
                 let batch = self.ready.remove(at).expect("position is in range");
                 let n = InboxStats::bump(&self.stats.revoked_dropped);
-                info!(batch = %id, size = batch.plan.items.len(), total = n,
-                    "revoked batch dropped from the queue (the scheduler answered it)");
+                info!(batch = %id, size = batch.plan.len(), total = n,
+                    "revoked batch dropped from the queue (the dispatcher re-planned it)");
             } else if let Some(asked) = self.in_exec.get_mut(&id) {
                 // Skipped if the execution thread has not taken it yet; see the `done` arm.
                 *asked = true;
@@ -587,8 +612,8 @@ impl Worker {
             warn!(batch = %id, "inputs dropped: their plan never arrived");
         }
         for expired in timeouts.expired {
-            warn!(batch = %expired.plan.batch_id, missing = ?expired.missing, "batch expired waiting for inputs");
-            answer::expired(&self.config.id, &expired, self.config.assembly.grace, now)
+            warn!(batch = %expired.plan.batch_id, missing = ?expired.missing(), "batch expired waiting for inputs");
+            answer::expired(&self.config.id, expired, self.config.assembly.grace, now)
                 .publish(&self.client)
                 .await;
         }
@@ -612,15 +637,17 @@ impl Worker {
                     self.in_exec.insert(id, false);
                 }
                 Err(SubmitError::Full(batch)) => {
-                    self.ready.push_front(batch);
+                    self.ready.push_front(*batch);
                     return;
                 }
                 Err(SubmitError::Gone(batch)) => {
+                    let batch = *batch;
                     error!(batch = %batch.plan.batch_id, "the execution thread is gone; batch answered with an error");
                     let now = Instant::now();
                     let executed = Executed {
                         plan: batch.plan,
                         received: batch.received,
+                        items: batch.items,
                         started: now,
                         finished: now,
                         results: Err(crate::backend::BackendError::Failed(

@@ -2,17 +2,18 @@
 //! nats-server, the `baton` scheduler and a `baton-worker run --backend torch` process, and two
 //! clients on their own connections. What comes back equals a direct tch forward of the same
 //! seeded model on the same inputs, at batch size 1 and in batches that mix both clients'
-//! requests (checked on the plans the scheduler sends).
+//! requests (checked on the plans the dispatcher sends and the inputs the gateway ships).
 #![cfg(feature = "torch")]
 
+use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baton_common::client::{Client, ClientOptions};
-use baton_common::control::BatchPlanMsg;
+use baton_common::control::{BatchInputs, BatchPlanMsg};
 use baton_common::subjects;
 use baton_common::testing::NatsServer;
-use baton_common::wire::{self, DType, Tensor};
+use baton_common::wire::{self, DType, InferRequest, Status, Tensor};
 use futures::StreamExt;
 use tch::nn::ModuleT;
 
@@ -92,9 +93,11 @@ async fn results_through_baton_equal_a_direct_forward_alone_and_in_mixed_batches
             .expect("start baton-worker"),
     );
 
-    // The plans the scheduler sends the worker, to see which requests shared a batch.
+    // The plans the dispatcher sends the worker and the inputs the gateway ships it, to see
+    // which clients' requests shared a batch (the inputs carry the clients' request ids).
     let watcher = async_nats::connect(&url).await.unwrap();
     let mut plans = watcher.subscribe(subjects::worker_plans(WORKER)).await.unwrap();
+    let mut inputs = watcher.subscribe(subjects::worker_inputs(WORKER)).await.unwrap();
     let a = client(&url, "camera-a").await;
     let b = client(&url, "camera-b").await;
 
@@ -123,37 +126,51 @@ async fn results_through_baton_equal_a_direct_forward_alone_and_in_mixed_batches
         .expect("single request");
     assert_close(&out.outputs, &direct_forward(&net, &single), "single request");
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), plans.next()).await {}
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), inputs.next()).await {}
 
     // Both clients, alternating 5 ms apart (sent at once, each connection's requests would
     // arrive together and deadline order would keep them apart), with a budget that lets the
     // scheduler defer and batch them.
     let n = 8u32;
-    let slo = Some(Duration::from_millis(1500));
+    // Each request names its client in its id (`a-<i>`, `b-<i>`).
+    let slo = Duration::from_millis(1500);
     let calls = (0..n).map(|i| {
-        let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (c, name) = if i % 2 == 0 { (a.clone(), "a") } else { (b.clone(), "b") };
         let img = image(100 + i);
+        let req = InferRequest {
+            id: Some(format!("{name}-{i}")),
+            inputs: vec![img.clone()],
+            slo_ms: Some(slo.as_secs_f64() * 1e3),
+            priority: None,
+        };
         async move {
             tokio::time::sleep(Duration::from_millis(5 * u64::from(i))).await;
-            (img.clone(), c.infer("resnet18", vec![img], slo).await)
+            (img, c.send("resnet18", &req, slo).await)
         }
     });
     let results = futures::future::join_all(calls).await;
     for (i, (img, r)) in results.iter().enumerate() {
         let out = r.as_ref().unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(out.status, Status::Ok, "request {i}: {out:?}");
         assert_close(&out.outputs, &direct_forward(&net, img), &format!("request {i}"));
     }
 
-    // Some batch held more than one request, from both clients (reply inboxes differ per
-    // connection).
-    let mut mixed = false;
+    // Some batch held more than one request, from both clients.
     let mut sizes = vec![];
     while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), plans.next()).await {
         let plan: BatchPlanMsg = wire::decode(&msg.payload).expect("a plan");
-        sizes.push(plan.items.len());
-        let inbox = |reply: &str| reply.rsplit_once('.').map_or(reply.to_string(), |(p, _)| p.to_string());
-        let first = inbox(&plan.items[0].reply_to);
-        mixed |= plan.items.iter().any(|it| inbox(&it.reply_to) != first);
+        sizes.push(plan.len());
     }
+    let mut clients: HashMap<_, BTreeSet<String>> = HashMap::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), inputs.next()).await {
+        let shipped: BatchInputs = wire::decode(&msg.payload).expect("inputs");
+        let batch = clients.entry(shipped.batch_id).or_default();
+        for item in shipped.items {
+            let client = item.id.as_str().split('-').next().unwrap_or_default().to_string();
+            batch.insert(client);
+        }
+    }
+    let mixed = clients.values().any(|c| c.len() > 1);
     assert_eq!(sizes.iter().sum::<usize>(), n as usize, "plans {sizes:?}");
     assert!(mixed, "no batch mixed the two clients' requests: batch sizes {sizes:?}");
 }
