@@ -152,7 +152,9 @@ impl Cluster {
             if let Some(s) = self.status().await {
                 let idle = s.held_requests == 0
                     && s.inflight_requests == 0
-                    && s.gateways.iter().all(|g| g.held_requests == 0 && g.inflight_requests == 0)
+                    && s.gateways
+                        .iter()
+                        .all(|g| g.held_requests == 0 && g.inflight_requests == 0)
                     && s.models.iter().all(|m| m.queue_depth == 0)
                     && s.workers.iter().all(|w| w.inflight_batches == 0);
                 if idle && !s.gateways.is_empty() {
@@ -182,9 +184,14 @@ impl Cluster {
         assert!(ok.success());
     }
 
+    /// Open-loop load, every reply counted on one inbox subscription: no request may be
+    /// answered twice.
     async fn load(&self, rate: f64, secs: f64, slo_ms: u64) -> Summary {
         let s = Schedule::from_rate("m", rate, Duration::from_secs_f64(secs), Gap::Exp, 7);
-        loadgen::run(&self.client, &s, &Payload::bytes(16), Duration::from_millis(slo_ms)).await
+        let summary =
+            loadgen::run_one_inbox(&self.client, &s, &Payload::bytes(16), Duration::from_millis(slo_ms)).await;
+        assert_eq!(summary.duplicates, 0, "requests answered more than once: {summary:?}");
+        summary
     }
 }
 
@@ -598,7 +605,11 @@ async fn a_killed_gateway_loses_only_what_it_held() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         // Not `kill_gateway`: that needs `&mut c` while the load borrows it.
         let pid = c.gateways["g0"].id();
-        assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
     };
     let (r, ()) = tokio::join!(load, kill);
     c.kill_gateway("g0");

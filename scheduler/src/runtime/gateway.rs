@@ -58,8 +58,7 @@ struct Held {
 }
 
 /// A validated request from a client.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[derive(Debug)]
 pub struct Incoming {
     pub model: String,
     pub reply_to: Subject,
@@ -70,11 +69,14 @@ pub struct Incoming {
     pub received: Time,
 }
 
-/// Send the arrivals gathered so far (the intake has nothing more queued, or the flush timer
-/// fired).
+/// Requests from the intake, in arrival order; `flush`: the intake has nothing more queued,
+/// send the arrivals gathered so far.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Flush;
+pub struct IncomingBatch {
+    pub requests: Vec<Incoming>,
+    pub flush: bool,
+}
 
 /// Orders from the dispatcher.
 #[derive(Debug, Message)]
@@ -128,13 +130,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(
-        name: GatewayName,
-        out: Outbox,
-        clock: Clock,
-        limits: GatewaySettings,
-        max_payload: usize,
-    ) -> Self {
+    pub fn new(name: GatewayName, out: Outbox, clock: Clock, limits: GatewaySettings, max_payload: usize) -> Self {
         Self {
             state: GatewayState {
                 id: name.to_string(),
@@ -327,10 +323,22 @@ impl Handler<Leaving> for Gateway {
     }
 }
 
-impl Handler<Incoming> for Gateway {
+impl Handler<IncomingBatch> for Gateway {
     type Result = ();
 
-    fn handle(&mut self, m: Incoming, ctx: &mut Context<Self>) {
+    fn handle(&mut self, b: IncomingBatch, ctx: &mut Context<Self>) {
+        for m in b.requests {
+            self.take(m, ctx);
+        }
+        if b.flush {
+            self.flush();
+        }
+    }
+}
+
+impl Gateway {
+    /// Holds one request and queues its metadata for the dispatcher (or rejects it).
+    fn take(&mut self, m: Incoming, ctx: &mut Context<Self>) {
         // Under overload a request can spend its whole SLO in the intake
         // queue; answer it now rather than let it time out at the client.
         let now = self.clock.now();
@@ -373,7 +381,9 @@ impl Handler<Incoming> for Gateway {
         self.held.insert(
             request,
             Held {
-                client_id: m.client_id.unwrap_or_else(|| ClientRequestId::new(format!("b{request}"))),
+                client_id: m
+                    .client_id
+                    .unwrap_or_else(|| ClientRequestId::new(format!("b{request}"))),
                 reply_to: m.reply_to,
                 inputs: m.inputs,
                 charged,
@@ -392,14 +402,6 @@ impl Handler<Incoming> for Gateway {
                 g.flush();
             });
         }
-    }
-}
-
-impl Handler<Flush> for Gateway {
-    type Result = ();
-
-    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
-        self.flush();
     }
 }
 
@@ -425,7 +427,11 @@ impl Handler<Results> for Gateway {
 
     fn handle(&mut self, Results(r): Results, _: &mut Context<Self>) {
         // A batch is of one model: count its answers once.
-        let model = r.replies.iter().find_map(|i| self.held.get(&i.request)).map(|h| h.model.clone());
+        let model = r
+            .replies
+            .iter()
+            .find_map(|i| self.held.get(&i.request))
+            .map(|h| h.model.clone());
         let mut answered = 0;
         for item in r.replies {
             answered += u64::from(self.answer(item.request, Bytes::from(item.reply)));

@@ -2,8 +2,7 @@
 //! decodes and validates only what it admitted, for the gateway.
 //!
 //! ```text
-//!  NATS sub ──▶ intake task ──admit──▶ bounded queue ──▶ decode task ──▶ gateway (mailbox)
-//!                                                           └─ queue empty: Flush ─▶ gateway
+//!  NATS sub ──▶ intake task ──admit──▶ bounded queue ──▶ decode task ──batches of ≤ 64──▶ gateway
 //!                   │ shed: pre-encoded `overloaded` reply, published at once
 //! ```
 //!
@@ -16,12 +15,15 @@
 //!
 //! Every queue on this path is bounded: the subscription's channel (`SUBSCRIPTION_CAPACITY`,
 //! and its overflows are logged and counted), the intake queue (the controller's bound, at most
-//! `AdmissionConfig::max_queue`), and the gateway's actix mailbox, which the decode task waits
-//! on when it is full, so a slow gateway backs the intake queue up and the controller sees it.
+//! `AdmissionConfig::max_queue`), and the gateway's actix mailbox, which holds at most one
+//! batch from the decode task (below), so a slow gateway backs the intake queue up and the
+//! controller sees it.
 //!
-//! When the decode task finds the queue empty it tells the gateway to flush the arrivals it
-//! has gathered, so batching arrivals for the dispatcher adds no latency when the gateway is
-//! not busy.
+//! The decode task hands the gateway what it has decoded, up to 64 requests at a time, and
+//! waits for the gateway to take them before decoding more: the gateway's mailbox holds at most
+//! one such batch, so orders and results never queue behind a flood of new requests. When the
+//! intake queue is empty it asks the gateway to flush the arrivals it has gathered, so
+//! batching arrivals for the dispatcher adds no latency when the gateway is not busy.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,7 +42,7 @@ use tokio::task::JoinHandle;
 
 use super::admission::{Admission, AdmissionConfig, Verdict};
 use super::clock::Clock;
-use super::gateway::{Flush, Gateway, Incoming};
+use super::gateway::{Gateway, Incoming, IncomingBatch};
 use super::outbox::Outbox;
 use super::telemetry;
 use crate::core::Time;
@@ -205,36 +207,49 @@ fn overloaded_reply() -> Bytes {
     Bytes::from(wire::encode(&reply))
 }
 
-/// Decodes and validates admitted requests in arrival order and hands them to the gateway,
-/// waiting while its mailbox is full.
+/// Decodes and validates admitted requests in arrival order and hands them to the gateway in
+/// batches, one batch at a time.
 async fn decode_loop(mut rx: mpsc::Receiver<Raw>, limits: GatewaySettings, gateway: Addr<Gateway>, out: Outbox) {
-    while let Some(raw) = rx.recv().await {
-        match decode(&raw.subject, &raw.payload, &limits, raw.received) {
-            Ok(mut inc) => {
-                inc.reply_to = raw.reply_to;
-                // Queue without waiting for the handler; wait only for room in the mailbox.
-                if let Err(SendError::Full(inc)) = gateway.try_send(inc) {
-                    if gateway.send(inc).await.is_err() {
-                        break;
-                    }
+    while let Some(first) = rx.recv().await {
+        let mut batch = Vec::with_capacity(INCOMING_BATCH);
+        let mut next = Some(first);
+        while let Some(raw) = next.take() {
+            match decode(&raw.subject, &raw.payload, &limits, raw.received) {
+                Ok(mut inc) => {
+                    inc.reply_to = raw.reply_to;
+                    batch.push(inc);
+                }
+                Err((id, reason, msg)) => {
+                    metrics::counter!(telemetry::REJECTED, "model" => "unknown", "reason" => reason.as_str())
+                        .increment(1);
+                    let _ = out.send(rejection(&raw.reply_to, id, reason, msg));
                 }
             }
-            Err((id, reason, msg)) => {
-                metrics::counter!(telemetry::REJECTED, "model" => "unknown", "reason" => reason.as_str()).increment(1);
-                let _ = out.send(rejection(&raw.reply_to, id, reason, msg));
+            if batch.len() < INCOMING_BATCH {
+                next = rx.try_recv().ok();
             }
         }
-        if rx.is_empty() {
-            // A full mailbox means a busy gateway, whose arrivals flush by count and timer.
-            if let Err(SendError::Closed(_)) = gateway.try_send(Flush) {
-                break;
-            }
+        // Wait until the gateway has handled the batch: the gateway's mailbox then never holds
+        // more than one batch of new requests, so the orders and results that finish requests
+        // already held wait behind at most that much, however hard clients push. The backlog
+        // stays in the intake queue, where the admission controller sees it.
+        let flush = rx.is_empty();
+        if gateway.send(IncomingBatch { requests: batch, flush }).await.is_err() {
+            break;
         }
     }
 }
 
+/// Requests handed to the gateway in one message at most.
+const INCOMING_BATCH: usize = 64;
+
 /// The reply to a request rejected before it was held.
-fn rejection(reply_to: &str, client_id: Option<ClientRequestId>, reason: RejectReason, message: String) -> (String, Bytes) {
+fn rejection(
+    reply_to: &str,
+    client_id: Option<ClientRequestId>,
+    reason: RejectReason,
+    message: String,
+) -> (String, Bytes) {
     let r = InferReply::rejected(client_id.map(String::from).unwrap_or_default(), reason, message);
     (reply_to.to_string(), Bytes::from(wire::encode(&r)))
 }
