@@ -205,9 +205,8 @@ pub fn gateway(a: GatewayArgs) -> Result<()> {
         settings.nats.url = url;
     }
     init_logging(&settings.log.level, settings.log.json);
-    let id = a
-        .id
-        .unwrap_or_else(|| format!("{}-{}", super::host_name(), std::process::id()));
+    let id =
+        a.id.unwrap_or_else(|| format!("{}-{}", super::host_name(), std::process::id()));
     if settings.nats.name == baton_common::settings::NatsSettings::default().name {
         settings.nats.name = format!("baton-gateway-{id}");
     }

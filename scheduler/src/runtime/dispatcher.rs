@@ -494,7 +494,10 @@ impl Handler<ArrivalBatch> for Dispatcher {
                 }
                 None => {
                     let name = a.models.get(item.model() as usize).map_or("?", String::as_str);
-                    *self.rejected.entry(crate::core::RejectReason::UnknownModel).or_default() += 1;
+                    *self
+                        .rejected
+                        .entry(crate::core::RejectReason::UnknownModel)
+                        .or_default() += 1;
                     let served = self.served_models();
                     rejects.push(RejectOrder {
                         request: item.request(),

@@ -210,7 +210,9 @@ pub async fn start_gateway(
         while let Some(m) = status.next().await {
             let Some(reply) = m.reply else { continue };
             let Ok(state) = gw.send(GetState).await else { break };
-            let _ = st_nats.publish(reply, serde_json::to_vec(&state).unwrap_or_default().into()).await;
+            let _ = st_nats
+                .publish(reply, serde_json::to_vec(&state).unwrap_or_default().into())
+                .await;
         }
     });
     let infer = nats
@@ -272,15 +274,40 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     let registry = Registry::new(out.clone(), dispatcher.clone(), dead_after).start();
 
     // Control plane: every subscription is drained into an actor's bounded mailbox.
-    pump(nats.subscribe(subjects::WORKER_HELLO).await?, "worker hello", registry.clone().recipient(), Hello);
-    pump(nats.subscribe(subjects::WORKER_HEARTBEAT).await?, "heartbeat", registry.clone().recipient(), Beat);
-    pump(nats.subscribe(subjects::WORKER_GOODBYE).await?, "goodbye", registry.clone().recipient(), Bye);
-    pump(nats.subscribe(subjects::BATCH_DONE).await?, "batch_done", dispatcher.clone().recipient(), |d: BatchDone| Done {
-        batch: d.batch_id,
-        exec_us: d.exec_us,
-        wait_us: d.wait_us,
-    });
-    pump(nats.subscribe(subjects::ARRIVALS).await?, "arrivals", dispatcher.clone().recipient(), ArrivalBatch);
+    pump(
+        nats.subscribe(subjects::WORKER_HELLO).await?,
+        "worker hello",
+        registry.clone().recipient(),
+        Hello,
+    );
+    pump(
+        nats.subscribe(subjects::WORKER_HEARTBEAT).await?,
+        "heartbeat",
+        registry.clone().recipient(),
+        Beat,
+    );
+    pump(
+        nats.subscribe(subjects::WORKER_GOODBYE).await?,
+        "goodbye",
+        registry.clone().recipient(),
+        Bye,
+    );
+    pump(
+        nats.subscribe(subjects::BATCH_DONE).await?,
+        "batch_done",
+        dispatcher.clone().recipient(),
+        |d: BatchDone| Done {
+            batch: d.batch_id,
+            exec_us: d.exec_us,
+            wait_us: d.wait_us,
+        },
+    );
+    pump(
+        nats.subscribe(subjects::ARRIVALS).await?,
+        "arrivals",
+        dispatcher.clone().recipient(),
+        ArrivalBatch,
+    );
     pump(
         nats.subscribe(subjects::GATEWAY_HEARTBEAT).await?,
         "gateway heartbeat",
