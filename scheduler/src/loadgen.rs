@@ -323,20 +323,22 @@ pub async fn run_one_inbox(client: &Client, schedule: &Schedule, payload: &Paylo
                 }
                 let t0 = sent_at[seq].load(std::sync::atomic::Ordering::Relaxed);
                 let latency = start.elapsed().saturating_sub(Duration::from_nanos(t0));
-                *slot = Some(match baton_common::wire::decode::<baton_common::wire::InferReply>(&m.payload) {
-                    Ok(r) => match r.status {
-                        Status::Ok if latency <= wait => Outcome::Ok {
-                            latency,
-                            late: r.late || latency > slo,
+                *slot = Some(
+                    match baton_common::wire::decode::<baton_common::wire::InferReply>(&m.payload) {
+                        Ok(r) => match r.status {
+                            Status::Ok if latency <= wait => Outcome::Ok {
+                                latency,
+                                late: r.late || latency > slo,
+                            },
+                            Status::Ok => Outcome::Timeout,
+                            Status::Rejected => {
+                                Outcome::Rejected(r.reason.map_or("unspecified".into(), |x| x.as_str().into()))
+                            }
+                            Status::Error => Outcome::Error(r.error.unwrap_or_default()),
                         },
-                        Status::Ok => Outcome::Timeout,
-                        Status::Rejected => {
-                            Outcome::Rejected(r.reason.map_or("unspecified".into(), |x| x.as_str().into()))
-                        }
-                        Status::Error => Outcome::Error(r.error.unwrap_or_default()),
+                        Err(e) => Outcome::Error(format!("undecodable reply: {e}")),
                     },
-                    Err(e) => Outcome::Error(format!("undecodable reply: {e}")),
-                });
+                );
                 if duplicates == 0 && first.iter().all(Option::is_some) {
                     break;
                 }
