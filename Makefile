@@ -102,3 +102,13 @@ bench-fleet: setup
 .PHONY: bench-e2e
 bench-e2e: setup
 	deploy/bench-e2e.sh
+
+## The dispatcher alone over NATS (docs/benchmarks.md): `baton scheduler` without its gateway, driven by
+## 1,000 emulated workers × 100 models and two emulated gateways; searches the highest rate with timer
+## lag p99 ≤ 2 ms, full-batch delay p99 ≤ 10 ms and every request shipped or rejected. JSON lines in
+## target/bench-dispatcher.jsonl, the best run last.
+.PHONY: bench-dispatcher
+bench-dispatcher: setup
+	mkdir -p target
+	$(CARGO) run --release -q -p baton-scheduler --bin baton -- bench dispatcher --workers 1000 --models 100 --json > target/bench-dispatcher.jsonl
+	tail -n 1 target/bench-dispatcher.jsonl

@@ -2,6 +2,7 @@
 //! shells and tools built around it (the `baton` binary wires them).
 
 pub mod bench;
+pub mod bench_dispatcher;
 /// The sans-IO scheduling core, its own crate (`baton-core`) so nothing here can give it a clock
 /// or a socket; re-exported so the shells name it `crate::core`.
 pub use baton_core as core;

@@ -114,6 +114,9 @@ struct SimArgs {
 enum BenchCommand {
     /// The sans-IO scheduling core alone, in virtual time with emulated GPUs.
     Core(CoreArgs),
+    /// The real dispatcher alone over real NATS, with emulated workers and gateways, on the
+    /// wall clock.
+    Dispatcher(baton_scheduler::bench_dispatcher::cli::DispatcherArgs),
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +150,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(BenchCommand::Core(a)) => bench_core(a),
+        Command::Bench(BenchCommand::Dispatcher(a)) => baton_scheduler::bench_dispatcher::cli::command(a),
         Command::Sim(a) => sim_cmd(a),
         Command::Plan(a) => baton_scheduler::planner::cli::run(a),
         Command::Scheduler(a) => baton_scheduler::runtime::cli::scheduler(a),
