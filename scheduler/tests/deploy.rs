@@ -1,6 +1,7 @@
 //! The operator-facing files in `deploy/` and `docs/operations.md` say true things: every
-//! manifest parses, the Kubernetes copy of the NATS configuration is the real one, and every
-//! Baton metric they name is one the scheduler exports.
+//! manifest parses, the Kubernetes copy of the NATS configuration is the real one, the compose
+//! file and the Kubernetes manifests give nats-server every password it reads, and every Baton
+//! metric they name is one the scheduler or a gateway exports.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -56,7 +57,7 @@ fn the_compose_file_parses_and_has_its_services() {
     let docs = documents(&repo().join("deploy/docker-compose.yml"));
     assert_eq!(docs.len(), 1);
     let services = docs[0].get("services").expect("services");
-    for name in ["nats", "scheduler", "worker", "client"] {
+    for name in ["nats", "scheduler", "gateway", "worker", "client"] {
         assert!(services.get(name).is_some(), "no service {name}");
     }
 }
@@ -75,6 +76,70 @@ fn the_kubernetes_nats_config_is_deploy_nats_conf() {
         "deploy/k8s/20-nats.yaml's nats.conf differs from deploy/nats/nats.conf: copy it over \
          (indented by four spaces)"
     );
+}
+
+/// The `$NATS_…_PASSWORD` variables deploy/nats/nats.conf reads, sorted.
+fn passwords_nats_conf_reads() -> BTreeSet<String> {
+    let conf = std::fs::read_to_string(repo().join("deploy/nats/nats.conf")).unwrap();
+    conf.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$')))
+        .filter_map(|w| w.strip_prefix('$'))
+        .filter(|w| w.starts_with("NATS_") && w.ends_with("_PASSWORD"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_nats_server_gets_every_password_its_config_reads() {
+    let wanted = passwords_nats_conf_reads();
+    assert_eq!(
+        wanted.iter().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "NATS_CLIENT_PASSWORD",
+            "NATS_GATEWAY_PASSWORD",
+            "NATS_SCHEDULER_PASSWORD",
+            "NATS_WORKER_PASSWORD"
+        ]
+    );
+    // Compose: the nats service's environment.
+    let compose = &documents(&repo().join("deploy/docker-compose.yml"))[0];
+    let env = compose["services"]["nats"]["environment"]
+        .as_mapping()
+        .expect("services.nats.environment is a map");
+    let given: BTreeSet<String> = env.keys().filter_map(|k| k.as_str().map(str::to_string)).collect();
+    assert!(
+        wanted.is_subset(&given),
+        "docker-compose.yml's nats service lacks {:?}",
+        wanted.difference(&given).collect::<Vec<_>>()
+    );
+    // Kubernetes: the NATS container's environment, each from a key of the baton-nats Secret.
+    let secret_keys: BTreeSet<String> = documents(&repo().join("deploy/k8s/10-secrets.yaml"))[0]["stringData"]
+        .as_mapping()
+        .expect("stringData")
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect();
+    let nats = documents(&repo().join("deploy/k8s/20-nats.yaml"))
+        .into_iter()
+        .find(|d| d.get("kind").and_then(|k| k.as_str()) == Some("Deployment"))
+        .expect("a Deployment in 20-nats.yaml");
+    let env = nats["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .expect("the nats container's env");
+    let mut given = BTreeSet::new();
+    for var in env {
+        let name = var["name"].as_str().expect("env name").to_string();
+        let key = var["valueFrom"]["secretKeyRef"]["key"]
+            .as_str()
+            .expect("a secretKeyRef");
+        assert!(
+            secret_keys.contains(key),
+            "20-nats.yaml reads `{key}`, which 10-secrets.yaml lacks"
+        );
+        given.insert(name);
+    }
+    assert_eq!(given, wanted, "20-nats.yaml's NATS environment");
 }
 
 /// Words that look like Baton metric names (`baton_…`) in `text`.
@@ -113,6 +178,10 @@ fn every_metric_the_operator_docs_name_is_exported() {
         telemetry::WORKER_BATCHES,
         telemetry::WORKER_EXEC,
         telemetry::HELD_BYTES,
+        telemetry::HELD_REQUESTS,
+        telemetry::DUPLICATES_DROPPED,
+        telemetry::ARRIVALS_PER_MESSAGE,
+        telemetry::GATEWAYS_LOST,
         telemetry::SLOW_CONSUMER,
         telemetry::WORKERS_LOST,
     ];

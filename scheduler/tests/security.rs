@@ -1,8 +1,10 @@
 //! Baton behind an authenticating nats-server: `deploy/nats/nats.conf` itself, with a user per
 //! role and subject permissions. A wrong credential ends a process within seconds with a message
-//! naming the settings to check; a client cannot pose as the scheduler or as a worker; and the
-//! scheduler, a worker and a client, each with its own user, serve requests. With the openssl
-//! command available, the same over mutual TLS with `deploy/nats/nats-tls.conf`.
+//! naming the settings to check; a client cannot pose as the scheduler, a gateway or a worker; a
+//! worker cannot answer a client (only gateways do) and a gateway cannot plan; and the scheduler,
+//! a gateway, a worker and a client, each with its own user, serve requests. With the openssl
+//! command available, the same over mutual TLS with `deploy/nats/nats-tls.conf`, the gateway
+//! inside the scheduler.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -21,13 +23,15 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 /// The passwords the server gets from its environment, as in a deployment.
-const PASSWORDS: [(&str, &str, &str); 3] = [
+const PASSWORDS: [(&str, &str, &str); 4] = [
     ("scheduler", "NATS_SCHEDULER_PASSWORD", "sched-pw"),
+    ("gateway", "NATS_GATEWAY_PASSWORD", "gateway-pw"),
     ("worker", "NATS_WORKER_PASSWORD", "worker-pw"),
     ("client", "NATS_CLIENT_PASSWORD", "client-pw"),
 ];
 
-/// One test at a time: two of them run a scheduler and a worker, and this machine has two cores.
+/// One test at a time: two of them run a scheduler, a worker and perhaps a gateway, and this
+/// machine has two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Wrong credentials must end a process well before this (they take milliseconds; the bound is
@@ -229,6 +233,12 @@ async fn wrong_credentials_fail_fast_with_a_clear_message() {
     assert_failed_with(&out, &rejected);
     eprintln!("scheduler with a wrong password exited after {took:?}");
 
+    let mut gateway = command("baton", &url, "gateway", "wrong");
+    gateway.args(["gateway", "--id", "g-wrong"]);
+    let (out, took) = run_bounded(gateway, FAIL_FAST);
+    assert_failed_with(&out, &rejected);
+    eprintln!("gateway with a wrong password exited after {took:?}");
+
     let mut worker = command("baton-worker", &url, "worker", "wrong");
     worker.args(worker_args("w-wrong"));
     let (out, took) = run_bounded(worker, FAIL_FAST);
@@ -250,38 +260,62 @@ async fn wrong_credentials_fail_fast_with_a_clear_message() {
     );
 }
 
+/// `nats` may not publish on `subject`: the server refuses it and says so in `events`.
+async fn assert_refused(nats: &async_nats::Client, events: &mut mpsc::UnboundedReceiver<String>, subject: &str) {
+    nats.publish(subject.to_string(), "forged".into()).await.unwrap();
+    nats.flush().await.unwrap();
+    expect_event(events, &format!("permissions violation for publish to \"{subject}\"")).await;
+}
+
+/// Nothing more arrives on `sub` for a while.
+async fn assert_quiet(sub: &mut async_nats::Subscriber, what: &str) {
+    let more = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
+    assert!(more.is_err(), "{what} received {:?}", more.unwrap().map(|m| m.subject));
+}
+
+/// The next message on `sub` is `payload` on `subject`.
+async fn assert_next(sub: &mut async_nats::Subscriber, subject: &str, payload: &[u8]) {
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap_or_else(|_| panic!("nothing arrived on {subject}"))
+        .unwrap();
+    assert_eq!((m.subject.as_str(), &m.payload[..]), (subject, payload));
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_client_cannot_pose_as_the_scheduler_or_a_worker() {
+async fn a_client_cannot_pose_as_the_scheduler_a_gateway_or_a_worker() {
     let _serial = SERIAL.lock().await;
     let server = secured_server();
     let url = server.url();
     let plans = subjects::worker_plans("w1");
 
-    // A worker listens on its subjects; the scheduler on the workers' reports.
+    // A worker listens on its subjects, a gateway on its own, the scheduler on the reports of both.
     let (worker, _) = watched(&url, "worker").await;
     let mut worker_inbox = worker.subscribe(subjects::worker_all("w1")).await.unwrap();
+    let (gateway, _) = watched(&url, "gateway").await;
+    let mut gateway_inbox = gateway.subscribe(subjects::gateway_all("g1")).await.unwrap();
     let (scheduler, _) = watched(&url, "scheduler").await;
     let mut reports = scheduler.subscribe(subjects::BATCH_DONE).await.unwrap();
     let mut beats = scheduler.subscribe(subjects::WORKER_HEARTBEAT).await.unwrap();
-    worker.flush().await.unwrap();
-    scheduler.flush().await.unwrap();
+    let mut arrivals = scheduler.subscribe(subjects::ARRIVALS).await.unwrap();
+    for c in [&worker, &gateway, &scheduler] {
+        c.flush().await.unwrap();
+    }
 
-    // The client tries to send a plan and inputs to the worker, and to report as a worker.
+    // The client tries to send a plan and inputs to the worker, orders and results to the
+    // gateway, and to report as a worker or a gateway.
     let (client, mut events) = watched(&url, "client").await;
     for subject in [
         plans.clone(),
         subjects::worker_inputs("w1"),
+        subjects::gateway_orders("g1"),
+        subjects::gateway_results("g1"),
         subjects::BATCH_DONE.to_string(),
         subjects::WORKER_HEARTBEAT.to_string(),
+        subjects::ARRIVALS.to_string(),
     ] {
-        client.publish(subject.clone(), "forged".into()).await.unwrap();
-        client.flush().await.unwrap();
         // The server refuses each publish and says so.
-        expect_event(
-            &mut events,
-            &format!("permissions violation for publish to \"{subject}\""),
-        )
-        .await;
+        assert_refused(&client, &mut events, &subject).await;
     }
     // Nor can it take requests off the gateways' queue.
     let _stolen = client
@@ -298,38 +332,95 @@ async fn a_client_cannot_pose_as_the_scheduler_or_a_worker() {
     )
     .await;
 
-    // Nothing forged arrived. The scheduler's own plan does arrive, so the silence above is the
-    // server's refusal, not a broken subscription.
+    // Nothing forged arrived. The scheduler's own plan and orders do arrive, so the silence
+    // above is the server's refusal, not a broken subscription.
+    let orders = subjects::gateway_orders("g1");
     scheduler.publish(plans.clone(), "genuine".into()).await.unwrap();
+    scheduler.publish(orders.clone(), "genuine".into()).await.unwrap();
     scheduler.flush().await.unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), worker_inbox.next())
-        .await
-        .expect("the scheduler's plan reaches the worker")
-        .unwrap();
-    assert_eq!(
-        (first.subject.as_str(), &first.payload[..]),
-        (plans.as_str(), &b"genuine"[..])
-    );
-    let quiet = Duration::from_millis(300);
-    assert!(tokio::time::timeout(quiet, worker_inbox.next()).await.is_err());
-    assert!(tokio::time::timeout(quiet, reports.next()).await.is_err());
-    assert!(tokio::time::timeout(quiet, beats.next()).await.is_err());
-
-    // And a worker cannot send plans either (to itself or another worker).
-    let (rogue, mut events) = watched(&url, "worker").await;
-    rogue
-        .publish(subjects::worker_plans("w2"), "forged".into())
-        .await
-        .unwrap();
-    rogue.flush().await.unwrap();
-    expect_event(
-        &mut events,
-        "permissions violation for publish to \"baton.worker.w2.plan\"",
-    )
-    .await;
+    assert_next(&mut worker_inbox, &plans, b"genuine").await;
+    assert_next(&mut gateway_inbox, &orders, b"genuine").await;
+    assert_quiet(&mut worker_inbox, "the worker").await;
+    assert_quiet(&mut gateway_inbox, "the gateway").await;
+    assert_quiet(&mut reports, "batch_done").await;
+    assert_quiet(&mut beats, "the worker heartbeat").await;
+    assert_quiet(&mut arrivals, "arrivals").await;
 }
 
-/// The scheduler and workers as processes, each with its own user, killed on drop.
+/// Each of the services' roles may do what its part of the protocol needs and no more: a worker
+/// sends results to gateways but cannot publish on a client's inbox (only gateways answer
+/// clients), nor plan or order; a gateway ships inputs and answers clients but cannot plan,
+/// order, report as a worker or listen to the arrivals.
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_and_gateways_keep_to_their_roles() {
+    let _serial = SERIAL.lock().await;
+    let server = secured_server();
+    let url = server.url();
+
+    // A client waits for a reply; a gateway and a worker listen on their subjects.
+    let (client, _) = watched(&url, "client").await;
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    let (gateway, _) = watched(&url, "gateway").await;
+    let mut gateway_inbox = gateway.subscribe(subjects::gateway_all("g1")).await.unwrap();
+    let (worker, _) = watched(&url, "worker").await;
+    let mut worker_inbox = worker.subscribe(subjects::worker_all("w1")).await.unwrap();
+    for c in [&client, &gateway, &worker] {
+        c.flush().await.unwrap();
+    }
+
+    // A worker answers the gateway, never the client; it gives no orders and sends no plans
+    // or inputs.
+    let (rogue_worker, mut events) = watched(&url, "worker").await;
+    for subject in [
+        inbox.clone(),
+        subjects::gateway_orders("g1"),
+        subjects::ARRIVALS.to_string(),
+        subjects::worker_plans("w1"),
+        subjects::worker_inputs("w1"),
+    ] {
+        assert_refused(&rogue_worker, &mut events, &subject).await;
+    }
+    let results = subjects::gateway_results("g1");
+    rogue_worker.publish(results.clone(), "results".into()).await.unwrap();
+    rogue_worker.flush().await.unwrap();
+    assert_next(&mut gateway_inbox, &results, b"results").await;
+
+    // A gateway ships inputs and answers the client; it plans nothing, gives no orders, and
+    // neither reports as a worker nor listens to the arrivals.
+    let (rogue_gateway, mut events) = watched(&url, "gateway").await;
+    for subject in [
+        subjects::worker_plans("w1"),
+        subjects::worker_revoke("w1"),
+        subjects::gateway_orders("g1"),
+        subjects::gateway_results("g1"),
+        subjects::BATCH_DONE.to_string(),
+        subjects::WORKER_HEARTBEAT.to_string(),
+    ] {
+        assert_refused(&rogue_gateway, &mut events, &subject).await;
+    }
+    let _eavesdrop = rogue_gateway.subscribe(subjects::ARRIVALS).await.unwrap();
+    rogue_gateway.flush().await.unwrap();
+    expect_event(
+        &mut events,
+        &format!("permissions violation for subscription to \"{}\"", subjects::ARRIVALS),
+    )
+    .await;
+    let inputs = subjects::worker_inputs("w1");
+    rogue_gateway.publish(inputs.clone(), "inputs".into()).await.unwrap();
+    rogue_gateway.publish(inbox.clone(), "reply".into()).await.unwrap();
+    rogue_gateway.flush().await.unwrap();
+    assert_next(&mut worker_inbox, &inputs, b"inputs").await;
+    assert_next(&mut replies, &inbox, b"reply").await;
+
+    // Only what was allowed arrived.
+    assert_quiet(&mut replies, "the client").await;
+    assert_quiet(&mut gateway_inbox, "the gateway").await;
+    assert_quiet(&mut worker_inbox, "the worker").await;
+}
+
+/// The scheduler, a worker and perhaps a gateway as processes, each with its own user, killed
+/// on drop.
 struct Cluster {
     processes: Vec<Child>,
 }
@@ -343,14 +434,31 @@ impl Drop for Cluster {
     }
 }
 
+/// Where the cluster's gateway runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum GatewayAt {
+    /// Inside `baton scheduler` (the scheduler user has the gateway's rights too).
+    Embedded,
+    /// A `baton gateway` process as the gateway user, the scheduler running none.
+    Apart,
+}
+
 impl Cluster {
-    /// Starts the scheduler and one worker with `extra` environment (e.g. TLS files).
-    fn start(url: &str, extra: &[(&str, &str)]) -> Self {
+    /// Starts the scheduler, one worker and, if `gateway` says so, a gateway process, with
+    /// `extra` environment (e.g. TLS files).
+    fn start(url: &str, gateway: GatewayAt, extra: &[(&str, &str)]) -> Self {
         let mut scheduler = command("baton", url, "scheduler", password("scheduler"));
         scheduler.arg("scheduler").envs(extra.iter().copied());
         let mut worker = command("baton-worker", url, "worker", password("worker"));
         worker.args(worker_args("w0")).envs(extra.iter().copied());
-        let processes = [scheduler, worker]
+        let mut commands = vec![scheduler, worker];
+        if gateway == GatewayAt::Apart {
+            commands[0].env("BATON_SCHEDULER__EMBEDDED_GATEWAY", "false");
+            let mut gateway = command("baton", url, "gateway", password("gateway"));
+            gateway.args(["gateway", "--id", "g0"]).envs(extra.iter().copied());
+            commands.push(gateway);
+        }
+        let processes = commands
             .into_iter()
             .map(|mut c| c.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("spawn"))
             .collect();
@@ -358,7 +466,8 @@ impl Cluster {
     }
 }
 
-/// Waits until the scheduler reports `n` ready workers (the client user may ask for status).
+/// Waits until the scheduler reports `n` ready workers and hears from one gateway (the client
+/// user may ask for status).
 async fn wait_ready(client: &Client, n: usize) {
     let start = Instant::now();
     loop {
@@ -369,18 +478,21 @@ async fn wait_ready(client: &Client, n: usize) {
         .await;
         if let Ok(Ok(reply)) = status {
             if let Ok(Some(s)) = serde_json::from_slice::<Option<SchedStatus>>(&reply.payload) {
-                if s.workers.iter().filter(|w| w.state == "ready").count() == n {
+                if s.workers.iter().filter(|w| w.state == "ready").count() == n && s.gateways.len() == 1 {
                     return;
                 }
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "the worker never registered");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the worker or the gateway never registered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Two seconds of load at 200 req/s: every request is answered (results come from the worker
-/// through the client's inbox), and nearly all are served.
+/// Two seconds of load at 200 req/s: every request is answered (results go from the worker to
+/// the gateway, which answers the client's inbox), and nearly all are served.
 async fn serve_load(client: &Client) {
     let schedule = Schedule::from_rate("m", 200.0, Duration::from_secs(2), Gap::Exp, 3);
     let s = loadgen::run(client, &schedule, &Payload::bytes(16), Duration::from_millis(100)).await;
@@ -391,11 +503,11 @@ async fn serve_load(client: &Client) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn scheduler_worker_and_client_serve_with_their_own_users() {
+async fn scheduler_gateway_worker_and_client_serve_with_their_own_users() {
     let _serial = SERIAL.lock().await;
     let server = secured_server();
     let url = server.url();
-    let _cluster = Cluster::start(&url, &[]);
+    let _cluster = Cluster::start(&url, GatewayAt::Apart, &[]);
     let client = client(&url, "client").await;
     wait_ready(&client, 1).await;
     serve_load(&client).await;
@@ -531,7 +643,7 @@ async fn mutual_tls_with_the_deploy_config() {
         ("BATON_NATS__KEY_FILE", key.as_str()),
         ("BATON_NATS__REQUIRE_TLS", "true"),
     ];
-    let _cluster = Cluster::start(&url, &tls_env);
+    let _cluster = Cluster::start(&url, GatewayAt::Embedded, &tls_env);
     let client = ClientOptions::new()
         .user_and_password("client", password("client"))
         .ca_file(&ca)
