@@ -310,8 +310,8 @@ pub async fn run_one_inbox(client: &Client, schedule: &Schedule, payload: &Paylo
         let prefix_len = prefix.len() + 1;
         tokio::spawn(async move {
             let mut first: Vec<Option<Outcome>> = vec![None; n];
-            let mut duplicates = 0u64;
-            let end = tokio::time::Instant::from_std(start + last_due);
+            let (mut duplicates, mut answered) = (0u64, 0usize);
+            let mut end = tokio::time::Instant::from_std(start + last_due);
             while let Ok(Some(m)) = tokio::time::timeout_at(end, sub.next()).await {
                 let Some(seq) = m.subject.get(prefix_len..).and_then(|s| s.parse::<usize>().ok()) else {
                     continue;
@@ -339,8 +339,10 @@ pub async fn run_one_inbox(client: &Client, schedule: &Schedule, payload: &Paylo
                         Err(e) => Outcome::Error(format!("undecodable reply: {e}")),
                     },
                 );
-                if duplicates == 0 && first.iter().all(Option::is_some) {
-                    break;
+                answered += 1;
+                if answered == n {
+                    // Everything answered: listen a little longer for duplicates, then stop.
+                    end = end.min(tokio::time::Instant::now() + Duration::from_millis(250));
                 }
             }
             (first, duplicates)

@@ -1,6 +1,14 @@
 //! The outbox: every message the scheduler publishes goes through one channel to one task, so
 //! that what one actor sends reaches NATS in the order it was sent — a worker receives a
-//! batch's plan and inputs before its revoke (docs/protocol.md §10). Actors never wait on it.
+//! batch's plan before its revoke (docs/protocol.md §10). Actors never wait on it.
+//!
+//! The channel has no fixed capacity because actors cannot wait (an actor that blocked on a
+//! full outbox would stop its own clock), but what it can hold is bounded by what feeds it:
+//! every message in it answers an input that is itself bounded — at most one reply per held
+//! request (the gateway's byte budget), one plan and one order message per batch or pass (the
+//! requests the dispatcher knows, which the gateways bound), one revoke per lost worker. The
+//! publisher drains it into the NATS client, whose own buffer is bounded and waits on the
+//! socket.
 
 use bytes::Bytes;
 use tokio::sync::mpsc::{self, UnboundedSender};
