@@ -546,7 +546,12 @@ impl Handler<WorkerUp> for Dispatcher {
         let models: Vec<ModelId> = hello
             .models
             .iter()
-            .map(|m| self.model_id(&m.name, m.profile.latency_table()))
+            // A known model keeps its table: build one only for a new model (the profile holds
+            // up to 256 batch sizes, and 10,000 workers may say hello within seconds).
+            .map(|m| match self.model_ids.get(&m.name) {
+                Some(&id) => id,
+                None => self.model_id(&m.name, m.profile.latency_table()),
+            })
             .collect();
         let w = WorkerId(self.next_worker);
         self.next_worker += 1;
@@ -715,6 +720,8 @@ impl Handler<GetStatus> for Dispatcher {
             measured_delta_ctrl_us: self.deltas.fit().map(|f| f.0),
             measured_delta_data_us: self.deltas.fit().map(|f| f.1),
             intake: Default::default(),
+            // The workers and their counts come from the registry (the status handler, mod.rs).
+            ..Default::default()
         })
     }
 }

@@ -339,7 +339,7 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
                 Some(s)
             }
             .await;
-            let body = serde_json::to_vec(&snapshot).unwrap_or_default();
+            let body = status::Status::reply(snapshot, st_nats.server_info().max_payload);
             let _ = st_nats.publish(reply, body.into()).await;
         }
     });

@@ -39,6 +39,39 @@ pub struct Status {
     /// The gateways the dispatcher hears from, with the load they last reported.
     #[serde(default)]
     pub gateways: Vec<GatewayStatus>,
+    /// How many workers there are, by state and hardware, even when `workers` is cut short.
+    #[serde(default)]
+    pub worker_counts: WorkerCounts,
+    /// Workers left out of `workers` (after the first [`Status::LISTED_WHEN_CUT`] by id) because
+    /// the whole list would not fit in one NATS message; 0 when the list is complete.
+    #[serde(default)]
+    pub workers_omitted: usize,
+}
+
+/// The workers counted by state and by hardware class.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerCounts {
+    pub total: usize,
+    pub ready: usize,
+    pub draining: usize,
+    /// (hardware, workers), by hardware name.
+    pub by_hardware: Vec<(String, usize)>,
+}
+
+impl WorkerCounts {
+    pub fn of(workers: &[WorkerStatus]) -> Self {
+        let mut hw = std::collections::BTreeMap::<&str, usize>::new();
+        for w in workers {
+            *hw.entry(&w.hardware).or_default() += 1;
+        }
+        let ready = workers.iter().filter(|w| w.state == "ready").count();
+        WorkerCounts {
+            total: workers.len(),
+            ready,
+            draining: workers.iter().filter(|w| w.state == "draining").count(),
+            by_hardware: hw.into_iter().map(|(h, n)| (h.to_string(), n)).collect(),
+        }
+    }
 }
 
 /// A gateway as the dispatcher last heard of it.
@@ -133,6 +166,26 @@ pub struct ModelStatus {
 }
 
 impl Status {
+    /// Workers listed when the whole list does not fit in the reply.
+    pub const LISTED_WHEN_CUT: usize = 100;
+
+    /// The JSON reply to `baton.ops.status` (`null` if the snapshot failed), at most
+    /// `max_payload` bytes (NATS' limit) if cutting the worker list to its first
+    /// [`Status::LISTED_WHEN_CUT`] can make it so: at ≈ 140 bytes per worker, the whole list
+    /// outgrows the default 1 MB at about 7,000 workers, and a reply that does not fit is never
+    /// delivered. `worker_counts` always counts every worker.
+    pub fn reply(status: Option<Status>, max_payload: usize) -> Vec<u8> {
+        let Some(mut s) = status else { return b"null".to_vec() };
+        s.worker_counts = WorkerCounts::of(&s.workers);
+        let body = serde_json::to_vec(&s).unwrap_or_default();
+        if body.len() <= max_payload || s.workers.len() <= Self::LISTED_WHEN_CUT {
+            return body;
+        }
+        s.workers_omitted = s.workers.len() - Self::LISTED_WHEN_CUT;
+        s.workers.truncate(Self::LISTED_WHEN_CUT);
+        serde_json::to_vec(&s).unwrap_or_default()
+    }
+
     /// A human-readable rendering.
     pub fn render(&self) -> String {
         let mut s = format!(
@@ -167,7 +220,20 @@ impl Status {
             "intake: {} admitted, {} shed `overloaded`; queue bound {} (throughput {} req/s); {} NATS slow-consumer events\n",
             i.admitted, i.shed, i.queue_limit, i.throughput_rps, i.slow_consumer_events
         ));
-        s.push_str(&format!("workers ({}):\n", self.workers.len()));
+        if self.workers_omitted == 0 {
+            s.push_str(&format!("workers ({}):\n", self.workers.len()));
+        } else {
+            let c = &self.worker_counts;
+            let hw: Vec<String> = c.by_hardware.iter().map(|(h, n)| format!("{n} {h}")).collect();
+            s.push_str(&format!(
+                "workers ({}: {} ready, {} draining; {}), the first {} by id:\n",
+                c.total,
+                c.ready,
+                c.draining,
+                hw.join(", "),
+                self.workers.len()
+            ));
+        }
         for w in &self.workers {
             s.push_str(&format!(
                 "  {:<16} {:<8} {:<9} {:<9} in flight {:>3}  seen {:>4} ms ago  models {}\n",
@@ -178,6 +244,12 @@ impl Status {
                 w.inflight_batches,
                 w.last_seen_ms_ago,
                 w.models.join(",")
+            ));
+        }
+        if self.workers_omitted > 0 {
+            s.push_str(&format!(
+                "  … and {} more (the whole list would not fit in one NATS message)\n",
+                self.workers_omitted
             ));
         }
         s.push_str("models:\n");
@@ -204,6 +276,44 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn worker(i: usize) -> WorkerStatus {
+        WorkerStatus {
+            id: WorkerName::new(format!("w{i:05}")),
+            hardware: if i.is_multiple_of(3) { "t4" } else { "cpu" }.into(),
+            backend: "emulated".into(),
+            state: if i.is_multiple_of(10) { "draining" } else { "ready" }.into(),
+            models: vec!["m1".into(), "m2".into()],
+            inflight_batches: 0,
+            last_seen_ms_ago: 12,
+        }
+    }
+
+    #[test]
+    fn reply_lists_every_worker_while_it_fits_and_counts_them_all_when_cut() {
+        let s = Status {
+            workers: (0..2000).map(worker).collect(),
+            ..Default::default()
+        };
+        let whole = Status::reply(Some(s.clone()), 1 << 20);
+        let back: Status = serde_json::from_slice(&whole).unwrap();
+        assert_eq!((back.workers.len(), back.workers_omitted), (2000, 0));
+        assert!(whole.len() > 100_000);
+
+        let cut = Status::reply(Some(s), 100_000);
+        assert!(cut.len() <= 100_000, "{}", cut.len());
+        let back: Status = serde_json::from_slice(&cut).unwrap();
+        assert_eq!((back.workers.len(), back.workers_omitted), (100, 1900));
+        assert_eq!(back.workers[0].id, WorkerName::new("w00000"));
+        let c = &back.worker_counts;
+        assert_eq!((c.total, c.ready, c.draining), (2000, 1800, 200));
+        assert_eq!(c.by_hardware, vec![("cpu".to_string(), 1333), ("t4".to_string(), 667)]);
+        let text = back.render();
+        assert!(text.contains("workers (2000: 1800 ready, 200 draining; 1333 cpu, 667 t4), the first 100 by id"));
+        assert!(text.contains("… and 1900 more"));
+
+        assert_eq!(Status::reply(None, 100), b"null");
+    }
 
     #[test]
     fn lag_quantiles_are_bucket_tops_and_snapshots_subtract() {
