@@ -330,8 +330,12 @@ impl Dispatcher {
             if e.last_seen.elapsed() <= dead_after {
                 continue;
             }
-            tracing::warn!(gateway = %e.name, requests = e.inflight, "gateway lost: forgetting its requests");
-            metrics::counter!(telemetry::GATEWAYS_LOST).increment(1);
+            if e.beat.as_ref().is_some_and(|b| b.leaving) {
+                tracing::info!(gateway = %e.name, requests = e.inflight, "gateway left");
+            } else {
+                tracing::warn!(gateway = %e.name, requests = e.inflight, "gateway lost: forgetting its requests");
+                metrics::counter!(telemetry::GATEWAYS_LOST).increment(1);
+            }
             e.alive = false;
             e.inflight = 0;
             if self.gateway_index.get(&e.name) == Some(&(g as u32)) {

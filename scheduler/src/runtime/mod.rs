@@ -162,6 +162,8 @@ pub struct GatewayHandle {
     pub addr: Addr<Gateway>,
     pub intake: tokio::task::JoinHandle<()>,
     pub stats: Arc<IntakeStats>,
+    /// The connection orders, results, inputs and replies travel on (the intake has its own).
+    pub control: async_nats::Client,
 }
 
 impl GatewayHandle {
@@ -176,11 +178,13 @@ impl GatewayHandle {
                 _ => break,
             }
         }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.control.flush()).await;
     }
 }
 
-/// Starts a gateway named `name` on `nats`: its actor, its subscriptions (orders and results
-/// addressed to it, `baton.ops.gateway_status`) and the intake on `baton.infer.>`.
+/// Starts a gateway named `name`: its actor, its subscriptions (orders and results addressed to
+/// it, `baton.ops.gateway_status`) on a connection of its own, and the intake on
+/// `baton.infer.>` on `nats`, which should carry nothing else.
 pub async fn start_gateway(
     settings: &Settings,
     nats: async_nats::Client,
@@ -189,23 +193,32 @@ pub async fn start_gateway(
     name: GatewayName,
 ) -> Result<GatewayHandle> {
     subjects::validate_token(name.as_str()).map_err(|e| anyhow::anyhow!("gateway id: {e}"))?;
-    let max_payload = nats.server_info().max_payload;
-    let out = publisher(nats.clone());
+    // A connection of its own for everything but the intake: nats-server writes to a connection
+    // in order, so on the intake's connection orders and results would queue behind every
+    // request a flood of clients has sent.
+    let control = connect(
+        settings,
+        &format!("{}-gateway-{name}", settings.nats.name),
+        stats.clone(),
+    )
+    .await?;
+    let max_payload = control.server_info().max_payload;
+    let out = publisher(control.clone());
     let addr = Gateway::new(name.clone(), out.clone(), clock, settings.gateway.clone(), max_payload).start();
     pump(
-        nats.subscribe(subjects::gateway_orders(&name)).await?,
+        control.subscribe(subjects::gateway_orders(&name)).await?,
         "gateway orders",
         addr.clone().recipient(),
         Orders,
     );
     pump(
-        nats.subscribe(subjects::gateway_results(&name)).await?,
+        control.subscribe(subjects::gateway_results(&name)).await?,
         "batch results",
         addr.clone().recipient(),
         Results,
     );
-    let mut status = nats.subscribe(subjects::OPS_GATEWAY_STATUS).await?;
-    let (gw, st_nats) = (addr.clone(), nats.clone());
+    let mut status = control.subscribe(subjects::OPS_GATEWAY_STATUS).await?;
+    let (gw, st_nats) = (addr.clone(), control.clone());
     tokio::spawn(async move {
         while let Some(m) = status.next().await {
             let Some(reply) = m.reply else { continue };
@@ -229,7 +242,12 @@ pub async fn start_gateway(
     }
     .spawn(infer);
     tracing::info!(gateway = %name, max_payload, "gateway serving");
-    Ok(GatewayHandle { addr, intake, stats })
+    Ok(GatewayHandle {
+        addr,
+        intake,
+        stats,
+        control,
+    })
 }
 
 /// Runs a gateway process (`baton gateway`) until `shutdown` resolves. Must be called inside an
@@ -317,7 +335,14 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     // The one-laptop set-up: a gateway in this process, talking to the dispatcher over NATS.
     let gateway = if settings.scheduler.embedded_gateway {
         let name = GatewayName::new(format!("{}-{}", host_name(), std::process::id()));
-        Some(start_gateway(&settings, nats.clone(), clock, intake_stats.clone(), name).await?)
+        // Not the dispatcher's connection: a flood of requests must not delay its control messages.
+        let intake = connect(
+            &settings,
+            &format!("{}-intake", settings.nats.name),
+            intake_stats.clone(),
+        )
+        .await?;
+        Some(start_gateway(&settings, intake, clock, intake_stats.clone(), name).await?)
     } else {
         None
     };
