@@ -24,9 +24,9 @@
 //! leaving its gateway to the plan reaching them: the dispatcher's reaction, timer or not.
 //!
 //! Without `--rate`, [`search`] finds the highest rate that passes ([`Criteria`]): timer lag
-//! p99 ≤ 2 ms (when it fired), full-batch delay p99 ≤ 10 ms, nothing unaccounted, duplicated
-//! or revoked, at most 1% rejected, and the offered rate really sent (the benchmark itself not
-//! the bottleneck).
+//! p99 ≤ 2 ms and full-batch delay p99 ≤ 10 ms (each over 100 samples at least), nothing
+//! unaccounted, duplicated or revoked, at most 1% rejected, and the offered rate really sent
+//! (the benchmark itself not the bottleneck).
 //!
 //! Everything shares the machine: on two cores the dispatcher, nats-server and this process
 //! compete, and the result says how much CPU each took.
@@ -176,6 +176,7 @@ pub struct RunResult {
     /// `None` if its timer never fired (every batch filled up before its deadline came near)
     /// or it did not answer status.
     pub lag_p99_ms: Option<f64>,
+    pub lag_max_ms: Option<f64>,
     pub lag_samples: u64,
     /// For full batches, from the last request leaving its gateway to the plan reaching its
     /// worker: p99 (the top of its power-of-two bucket, as the lag) and how many. The dispatcher's
@@ -226,13 +227,13 @@ impl RunResult {
     /// A one-line human rendering.
     pub fn render(&self) -> String {
         let lag = match self.lag_p99_ms {
-            Some(l) => format!("< {l} ms"),
+            Some(l) => format!("< {l} ms of {}", self.lag_samples),
             None if self.status_answered => "- (never fired)".to_string(),
             None => "unknown (no status)".to_string(),
         };
         let delay = self
             .full_batch_delay_p99_ms
-            .map_or("-".to_string(), |d| format!("< {d} ms"));
+            .map_or("-".to_string(), |d| format!("< {d} ms of {}", self.full_batches));
         let late = self
             .send_lateness_p99_ms
             .map_or("-".to_string(), |d| format!("< {d} ms"));
@@ -272,14 +273,20 @@ impl RunResult {
 }
 
 impl Criteria {
+    /// A p99 counts from this many samples: the p99 of fewer is their maximum, and one hiccup of
+    /// a shared machine would decide the run.
+    pub const MIN_SAMPLES: u64 = 100;
+
     /// Whether `r` passes.
     pub fn passes(&self, r: &RunResult) -> bool {
+        let within =
+            |p99: Option<f64>, samples: u64, max: f64| samples < Self::MIN_SAMPLES || p99.is_some_and(|p| p <= max);
         !r.bench_limited
             && r.unaccounted == 0
             && r.duplicates + r.unknown_orders + r.stray_orders + r.revoked_batches == 0
             && r.status_answered
-            && r.lag_p99_ms.is_none_or(|l| l <= self.max_lag_ms)
-            && r.full_batch_delay_p99_ms.is_none_or(|d| d <= self.max_delay_ms)
+            && within(r.lag_p99_ms, r.lag_samples, self.max_lag_ms)
+            && within(r.full_batch_delay_p99_ms, r.full_batches, self.max_delay_ms)
             && r.rejected as f64 <= self.max_rejected * r.sent as f64
     }
 }
@@ -344,6 +351,7 @@ fn measure(rate: f64, a: &Snapshot, b: &Snapshot, end: &Counts) -> RunResult {
         unknown_orders: end.unknown,
         status_answered: lag.is_some(),
         lag_p99_ms: lag.as_ref().and_then(|l| l.quantile_ms(0.99)),
+        lag_max_ms: lag.as_ref().and_then(|l| l.quantile_ms(1.0)),
         lag_samples: lag.as_ref().map_or(0, |l| l.samples()),
         full_batch_delay_p99_ms: delay.quantile_ms(0.99),
         full_batches: delay.samples(),
@@ -384,7 +392,7 @@ impl Session {
         let (nats, url) = match &bench.nats {
             Some(url) => (None, url.clone()),
             None => {
-                let server = NatsServer::start(&scratch)?;
+                let server = NatsServer::start()?;
                 let url = server.url.clone();
                 (Some(server), url)
             }
@@ -436,7 +444,6 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         // The logs of failed runs stay (their results name them), and so does the directory.
-        let _ = std::fs::remove_file(self.scratch.join("nats.conf"));
         let _ = std::fs::remove_dir(&self.scratch);
     }
 }
@@ -506,9 +513,10 @@ async fn one_run(
     let registering = Instant::now();
     let patience = Duration::from_secs(30) + Duration::from_millis(b.workers as u64 * 2);
     loop {
+        // The counts cover every worker, also when the list is cut to fit in one NATS message.
         let ready = status(&ops, Duration::from_secs(2))
             .await
-            .map_or(0, |s| s.workers.iter().filter(|w| w.state == "ready").count());
+            .map_or(0, |s| s.worker_counts.ready);
         if ready >= b.workers {
             break;
         }
@@ -729,7 +737,7 @@ mod tests {
             status: Some(status(299_000, &[&[10; 100][..], &[10; 99][..], &[1500]].concat())),
             full_batch_delay: {
                 let mut h = LagHistogram::default();
-                h.record(700);
+                (0..100).for_each(|_| h.record(700));
                 h
             },
             send_lateness: add(&LagHistogram::default(), &{
@@ -750,8 +758,8 @@ mod tests {
             (300_000, 299_000, 1_000, 0)
         );
         assert_eq!(r.lag_samples, 100);
-        assert_eq!(r.lag_p99_ms, Some(0.016));
-        assert_eq!((r.full_batch_delay_p99_ms, r.full_batches), (Some(1.024), 1));
+        assert_eq!((r.lag_p99_ms, r.lag_max_ms), (Some(0.016), Some(2.048)));
+        assert_eq!((r.full_batch_delay_p99_ms, r.full_batches), (Some(1.024), 100));
         assert_eq!(r.send_lateness_p99_ms, Some(0.128));
         assert_eq!(r.dispatcher_arrivals, 199_000);
         assert_eq!(r.dispatcher_arrival_messages, 19_900);
@@ -777,10 +785,15 @@ mod tests {
         assert!(fails(&|r| r.rejected = 3_001));
         assert!(fails(&|r| r.duplicates = 1));
         assert!(fails(&|r| r.revoked_batches = 1));
-        // A timer that never fired is no failure (every batch filled up before its deadline).
+        // A timer that never fired is no failure (every batch filled up before its deadline), nor
+        // is a slow one in fewer than 100 wake-ups.
         let mut no_timer = r.clone();
-        no_timer.lag_p99_ms = None;
+        (no_timer.lag_p99_ms, no_timer.lag_samples) = (None, 0);
         assert!(Criteria::default().passes(&no_timer));
+        let mut few = r.clone();
+        (few.lag_p99_ms, few.lag_samples) = (Some(32.768), 99);
+        assert!(Criteria::default().passes(&few));
+        assert!(fails(&|r| r.full_batch_delay_p99_ms = None));
         let short = measure(110_000.0, &a, &z, &end);
         assert!(short.bench_limited); // 100,000/s sent of 110,000 asked
         assert!(!Criteria::default().passes(&short));

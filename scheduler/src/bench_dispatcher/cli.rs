@@ -41,7 +41,7 @@ pub struct DispatcherArgs {
     #[arg(long)]
     pub nats: Option<String>,
     /// A run passes with the dispatcher's timer lag p99 at most this, ms (the p99 is the top of
-    /// a power-of-two µs bucket: 1.024, 2.048, …), …
+    /// a power-of-two µs bucket: 1.024, 2.048, …; it counts over 100 wake-ups or more), …
     #[arg(long, default_value_t = 2.0)]
     pub max_lag_ms: f64,
     /// … the full-batch delay p99 (from a full batch's last request leaving its gateway to the

@@ -71,17 +71,12 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts one and waits (up to 10 s) until it takes connections. Its `max_payload` is
-    /// 8 MB: the status reply lists every worker (~140 bytes each) and outgrows the default
-    /// 1 MB at about 7,000 workers.
-    pub fn start(scratch: &Path) -> Result<Self> {
+    /// Starts one with the default settings and waits (up to 10 s) until it takes connections.
+    pub fn start() -> Result<Self> {
         let binary = nats_server_binary()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let config = scratch.join("nats.conf");
-        std::fs::write(&config, "max_payload: 8MB\n").with_context(|| format!("writing {}", config.display()))?;
         let child = Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
-            .arg(&config)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
