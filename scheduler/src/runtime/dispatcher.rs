@@ -481,6 +481,7 @@ impl Handler<ArrivalBatch> for Dispatcher {
             })
             .collect();
         let mut rejects = Vec::new();
+        let mut served: Option<String> = None;
         let mut taken = 0u64;
         for item in &a.items {
             match models.get(item.model() as usize).copied().flatten() {
@@ -502,7 +503,7 @@ impl Handler<ArrivalBatch> for Dispatcher {
                         .rejected
                         .entry(crate::core::RejectReason::UnknownModel)
                         .or_default() += 1;
-                    let served = self.served_models();
+                    let served = served.get_or_insert_with(|| self.served_models());
                     rejects.push(RejectOrder {
                         request: item.request(),
                         reason: RejectReason::UnknownModel,

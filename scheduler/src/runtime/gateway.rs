@@ -222,9 +222,20 @@ impl Gateway {
         };
         let mut size = 64;
         for (i, request) in order.requests.iter().enumerate() {
-            // A request already answered (say, as an orphan) is not sent; the worker answers
-            // it as missing and that answer is dropped here as a duplicate.
-            let Some(h) = self.held.get(request) else { continue };
+            let index = order.offset + i as u32;
+            let Some(h) = self.held.get(request) else {
+                // Answered already (say, as an orphan): an item without inputs keeps the rest of
+                // the batch from waiting for it; the worker refuses it, and that answer is dropped
+                // here as a duplicate.
+                msg.items.push(InputItem {
+                    index,
+                    id: ClientRequestId::new(""),
+                    queued_us: 0,
+                    inputs: Vec::new(),
+                });
+                size += 64;
+                continue;
+            };
             let item_size = 64 + h.client_id.as_str().len() + h.inputs.iter().map(|t| t.data.len() + 32).sum::<usize>();
             if !msg.items.is_empty() && size + item_size > limit {
                 self.publish(subject.clone(), wire::encode(&msg));
@@ -235,7 +246,7 @@ impl Gateway {
             metrics::histogram!(telemetry::QUEUE_TIME, "model" => h.model.clone())
                 .record((now - h.received) as f64 * 1e-9);
             msg.items.push(InputItem {
-                index: order.offset + i as u32,
+                index,
                 id: h.client_id.clone(),
                 queued_us: ((now - h.received).max(0) / 1000) as u64,
                 inputs: h.inputs.clone(),
@@ -450,5 +461,107 @@ impl Handler<GetState> for Gateway {
 
     fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.snapshot())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_common::ids::BatchUuid;
+    use baton_common::wire::DType;
+
+    fn gateway(max_payload: usize) -> (Gateway, tokio::sync::mpsc::UnboundedReceiver<(String, Bytes)>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let g = Gateway::new("g".into(), tx, Clock::new(), GatewaySettings::default(), max_payload);
+        (g, rx)
+    }
+
+    fn hold(g: &mut Gateway, request: u64, bytes: usize) {
+        g.held_bytes += bytes;
+        g.held.insert(
+            request,
+            Held {
+                client_id: ClientRequestId::new(format!("c{request}")),
+                reply_to: Subject::from(format!("_INBOX.{request}")),
+                inputs: vec![Tensor {
+                    dtype: DType::U8,
+                    shape: vec![bytes as u64],
+                    data: vec![1; bytes],
+                }],
+                charged: bytes,
+                received: 0,
+                deadline: 100 * MS,
+                model: "m".into(),
+            },
+        );
+    }
+
+    fn shipped(rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Bytes)>) -> Vec<BatchInputs> {
+        let mut out = Vec::new();
+        while let Ok((subject, body)) = rx.try_recv() {
+            assert_eq!(subject, "baton.worker.w.input");
+            out.push(wire::decode::<BatchInputs>(&body).unwrap());
+        }
+        out
+    }
+
+    fn order(requests: Vec<u64>) -> ShipOrder {
+        ShipOrder {
+            batch_id: BatchUuid::from_u128(1),
+            worker: "w".into(),
+            offset: 3,
+            requests,
+        }
+    }
+
+    /// A batch's inputs go in one message; a request answered already goes as an item without
+    /// inputs, so the rest of its batch does not wait for it.
+    #[test]
+    fn a_batch_ships_in_one_message_and_an_answered_request_as_an_empty_item() {
+        let (mut g, mut rx) = gateway(1 << 20);
+        hold(&mut g, 1, 16);
+        hold(&mut g, 3, 16);
+        g.ship(order(vec![1, 2, 3]));
+        let msgs = shipped(&mut rx);
+        assert_eq!(msgs.len(), 1);
+        let items = &msgs[0].items;
+        assert_eq!(items.iter().map(|i| i.index).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(items[0].id.as_str(), "c1");
+        assert!(items[1].inputs.is_empty() && items[1].id.as_str().is_empty());
+        assert_eq!(items[2].inputs[0].data.len(), 16);
+    }
+
+    /// Inputs larger than one message are split, each message under the server's max_payload.
+    #[test]
+    fn inputs_split_at_max_payload() {
+        let max_payload = 3 * PAYLOAD_MARGIN;
+        let (mut g, mut rx) = gateway(max_payload);
+        for r in 0..10 {
+            hold(&mut g, r, 1500);
+        }
+        g.ship(order((0..10).collect()));
+        let msgs = shipped(&mut rx);
+        assert!(msgs.len() > 1, "{}", msgs.len());
+        let mut indices: Vec<u32> = msgs.iter().flat_map(|m| m.items.iter().map(|i| i.index)).collect();
+        indices.sort_unstable();
+        assert_eq!(indices, (3..13).collect::<Vec<_>>());
+        for m in &msgs {
+            assert!(wire::encode(m).len() <= max_payload);
+        }
+    }
+
+    /// The first answer wins; a later one for the same request is dropped and counted.
+    #[test]
+    fn a_second_answer_is_dropped_and_counted() {
+        let (mut g, mut rx) = gateway(1 << 20);
+        hold(&mut g, 7, 16);
+        assert!(g.answer(7, Bytes::from_static(b"first")));
+        assert!(!g.answer(7, Bytes::from_static(b"second")));
+        g.answer_rejected(7, RejectReason::WorkerLost, "late".into());
+        assert_eq!(g.state.duplicates_dropped, 2);
+        assert_eq!((g.held.len(), g.held_bytes), (0, 0));
+        let (to, body) = rx.try_recv().unwrap();
+        assert_eq!((to.as_str(), &body[..]), ("_INBOX.7", &b"first"[..]));
+        assert!(rx.try_recv().is_err());
     }
 }
