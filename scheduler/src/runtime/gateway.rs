@@ -106,6 +106,17 @@ pub struct GatewayState {
     pub arrivals: u64,
 }
 
+/// The reply to a request rejected before it was held (by the intake or the gateway).
+pub fn rejection(
+    reply_to: &str,
+    client_id: Option<ClientRequestId>,
+    reason: RejectReason,
+    message: String,
+) -> (String, Bytes) {
+    let r = InferReply::rejected(client_id.map(String::from).unwrap_or_default(), reason, message);
+    (reply_to.to_string(), Bytes::from(wire::encode(&r)))
+}
+
 /// Messages are kept this far under the server's `max_payload`, for the envelope.
 const PAYLOAD_MARGIN: usize = 4096;
 
@@ -161,8 +172,7 @@ impl Gateway {
     }
 
     fn reject_now(&self, reply_to: &Subject, client_id: Option<ClientRequestId>, reason: RejectReason, msg: String) {
-        let r = InferReply::rejected(client_id.map(String::from).unwrap_or_default(), reason, msg);
-        self.publish(reply_to.to_string(), wire::encode(&r));
+        let _ = self.out.send(rejection(reply_to, client_id, reason, msg));
     }
 
     fn forget(&mut self, request: u64) -> Option<Held> {

@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 
 use super::admission::{Admission, AdmissionConfig, Verdict};
 use super::clock::Clock;
-use super::gateway::{Gateway, Incoming, IncomingBatch};
+use super::gateway::{rejection, Gateway, Incoming, IncomingBatch};
 use super::outbox::Outbox;
 use super::telemetry;
 use crate::core::Time;
@@ -242,17 +242,6 @@ async fn decode_loop(mut rx: mpsc::Receiver<Raw>, limits: GatewaySettings, gatew
 
 /// Requests handed to the gateway in one message at most.
 const INCOMING_BATCH: usize = 64;
-
-/// The reply to a request rejected before it was held.
-fn rejection(
-    reply_to: &str,
-    client_id: Option<ClientRequestId>,
-    reason: RejectReason,
-    message: String,
-) -> (String, Bytes) {
-    let r = InferReply::rejected(client_id.map(String::from).unwrap_or_default(), reason, message);
-    (reply_to.to_string(), Bytes::from(wire::encode(&r)))
-}
 
 /// Checks one request: subject, size, decoding, tensors, SLO. On failure, the client's id (if
 /// readable), the reason and a message saying what to fix.

@@ -156,12 +156,11 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// A running gateway: its actor, its intake task and the intake's counters.
+/// A running gateway: its actor, its intake task and its control connection.
 #[derive(Debug)]
 pub struct GatewayHandle {
     pub addr: Addr<Gateway>,
     pub intake: tokio::task::JoinHandle<()>,
-    pub stats: Arc<IntakeStats>,
     /// The connection orders, results, inputs and replies travel on (the intake has its own).
     pub control: async_nats::Client,
 }
@@ -242,12 +241,7 @@ pub async fn start_gateway(
     }
     .spawn(infer);
     tracing::info!(gateway = %name, max_payload, "gateway serving");
-    Ok(GatewayHandle {
-        addr,
-        intake,
-        stats,
-        control,
-    })
+    Ok(GatewayHandle { addr, intake, control })
 }
 
 /// Runs a gateway process (`baton gateway`) until `shutdown` resolves. Must be called inside an
